@@ -1,0 +1,30 @@
+"""The master process: every endpoint, all writes. `gunicorn -k gevent apps.master:app`.
+
+HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
+"""
+
+import os
+
+from hs.api import admin, server_key, wellknown
+from hs.api.app import build_app
+from hs.api.client import account, capabilities, devices, login, profile, register, versions
+from hs.config import load_config
+from hs.logging_setup import setup_logging
+from hs.server import HomeServer, load_or_create_signing_keys, open_database
+
+RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account, devices, profile, admin,
+                    server_key)
+
+
+def create_app(config_path: str):
+    config = load_config(config_path)
+    setup_logging(config)
+    db = open_database(config, migrate=True)
+    hs = HomeServer(config, db, load_or_create_signing_keys(config))
+    app = build_app(hs.auth, config)
+    for module in RESOURCE_MODULES:
+        module.register(app, hs)
+    return app
+
+
+app = create_app(os.environ.get("HS_CONFIG", "homeserver.yaml"))

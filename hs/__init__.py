@@ -1,0 +1,3 @@
+"""A Matrix homeserver on gevent that scales out with worker processes."""
+
+__version__ = "0.1.0"

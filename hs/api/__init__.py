@@ -1,0 +1,1 @@
+"""Falcon resources: parse, authenticate, call a handler, return JSON. No SQL, no logic."""

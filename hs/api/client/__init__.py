@@ -1,0 +1,1 @@
+"""The client-server API, one module per area."""

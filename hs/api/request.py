@@ -1,0 +1,76 @@
+"""Reading what a client sent: bodies and parameters, with the spec's errors for bad input."""
+
+import falcon
+
+from hs.errors import Codes, MatrixError
+from hs.events.canonical_json import decode_json
+
+_MISSING = object()
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """The raw body, refused with M_TOO_LARGE past `limit` without reading more than limit+1 bytes."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
+    data = req.bounded_stream.read(limit + 1)
+    if len(data) > limit:
+        raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
+    return data
+
+
+def json_body(req: falcon.Request, *, allow_empty: bool = False) -> dict:
+    """The body as a JSON object (M_NOT_JSON if it is not JSON, M_BAD_JSON if not an object)."""
+    data = read_body(req, req.context.max_body_size)
+    if not data.strip():
+        if allow_empty:
+            return {}
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.")
+    try:
+        body = decode_json(data)
+    except ValueError:
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.") from None
+    if not isinstance(body, dict):
+        raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object.")
+    return body
+
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
+
+
+def field(body: dict, key: str, kind, default=_MISSING):
+    """One field of a JSON body: M_MISSING_PARAM when absent and required, M_BAD_JSON when mistyped."""
+    if key not in body or body[key] is None:
+        if default is _MISSING:
+            raise MatrixError(400, Codes.MISSING_PARAM, f"Missing parameter: {key}")
+        return default
+    value = body[key]
+    bad_int = kind is int and isinstance(value, bool)
+    if bad_int or not isinstance(value, kind):
+        name = _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+        raise MatrixError(400, Codes.BAD_JSON, f"{key} must be {name}")
+    return value
+
+
+def query_int(req: falcon.Request, name: str, default=None, *, minimum=None, maximum=None):
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be an integer") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is out of range")
+    return value
+
+
+def query_bool(req: falcon.Request, name: str, default: bool = False) -> bool:
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be true or false")

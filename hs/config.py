@@ -1,0 +1,296 @@
+"""Load and validate homeserver.yaml (and, for workers, the worker file laid over it).
+
+Key names follow Synapse's wherever the meaning matches, so an admin can carry a config over.
+Keys we do not know are logged and ignored rather than refused, for the same reason.
+"""
+
+import ipaddress
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+KNOWN_ROOM_VERSIONS = tuple(str(v) for v in range(1, 13))
+HTTP_RESOURCE_NAMES = {"client", "federation", "media", "metrics", "replication", "keys", "openid"}
+_SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$")
+_REQUIRED = object()
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the admin: which file, which key, what was expected."""
+
+
+@dataclass
+class RateLimit:
+    per_second: float
+    burst_count: int
+
+
+@dataclass
+class Listener:
+    type: str
+    port: int
+    bind_addresses: list
+    resources: set = field(default_factory=set)
+    x_forwarded: bool = False
+    tls: bool = False
+
+
+@dataclass
+class PasswordPolicy:
+    minimum_length: int = 0
+    require_digit: bool = False
+    require_symbol: bool = False
+    require_lowercase: bool = False
+    require_uppercase: bool = False
+
+
+class _Section:
+    """Typed reads from one mapping of the YAML, naming the full key path in every error."""
+
+    def __init__(self, path: str, data, prefix: str = ""):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def _key(self, key):
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key, expected, value):
+        raise ConfigError(f"{self.path}: {self._key(key)}: expected {expected}, got {value!r}")
+
+    def get(self, key, kind, default=_REQUIRED, expected=None):
+        if key not in self.data or self.data[key] is None:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.path}: {self._key(key)}: this key is required")
+            return default
+        value = self.data[key]
+        expected = expected or {str: "a string", bool: "true or false", int: "an integer",
+                                list: "a list", dict: "a mapping"}.get(kind, kind.__name__)
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            self.fail(key, expected, value)
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(key, "a number", value)
+            return float(value)
+        if not isinstance(value, kind):
+            self.fail(key, expected, value)
+        return value
+
+    def section(self, key) -> "_Section":
+        return _Section(self.path, self.data.get(key), self._key(key))
+
+    def size(self, key, default):
+        """Sizes as Synapse writes them: an integer of bytes, or '50M', '10K', '1G'."""
+        value = self.data.get(key, default)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", str(value), re.IGNORECASE)
+        if not match:
+            self.fail(key, "a size such as 50M or a number of bytes", value)
+        return int(match.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2).upper()]
+
+    def duration_ms(self, key, default):
+        """Durations as Synapse writes them: milliseconds, or '30s', '5m', '1h', '7d', '1w', '1y'."""
+        value = self.data.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d|w|y)\s*", str(value))
+        if not match:
+            self.fail(key, "a duration such as 30s, 5m, 1h or 7d", value)
+        unit = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+                "w": 604_800_000, "y": 31_536_000_000}[match.group(2)]
+        return int(match.group(1)) * unit
+
+    def rate_limit(self, key, per_second, burst_count) -> RateLimit:
+        sect = self.section(key)
+        return RateLimit(sect.get("per_second", float, float(per_second)),
+                         sect.get("burst_count", int, burst_count))
+
+
+class HomeServerConfig:
+    """The validated configuration. Attributes are plain values; nothing here does I/O after load."""
+
+    def __init__(self, path: str, data: dict):
+        self.config_path = os.path.abspath(path)
+        self.config_dir = os.path.dirname(self.config_path)
+        top = _Section(path, data)
+        self._read_server(top)
+        self._read_listeners(top)
+        self._read_database(top)
+        self._read_registration(top)
+        self._read_limits(top)
+        self._warn_unknown(data)
+
+    def _abs(self, value):
+        return value if os.path.isabs(value) else os.path.join(self.config_dir, value)
+
+    def _read_server(self, top: _Section):
+        self.server_name = top.get("server_name", str)
+        if not _SERVER_NAME.match(self.server_name):
+            top.fail("server_name", "a server name such as example.org or example.org:8448", self.server_name)
+        self.public_baseurl = top.get("public_baseurl", str, None)
+        if self.public_baseurl and not re.match(r"^https?://", self.public_baseurl):
+            top.fail("public_baseurl", "an http:// or https:// URL", self.public_baseurl)
+        if self.public_baseurl and not self.public_baseurl.endswith("/"):
+            self.public_baseurl += "/"
+        self.serve_server_wellknown = top.get("serve_server_wellknown", bool, False)
+        self.data_dir = self._abs(top.get("data_dir", str, "data"))
+        self.pid_file = self._abs(top.get("pid_file", str, "homeserver.pid"))
+        self.signing_key_path = self._abs(top.get("signing_key_path", str, f"{self.server_name}.signing.key"))
+        self.key_refresh_interval_ms = top.duration_ms("key_refresh_interval", "1d")
+        self.log_config = top.get("log_config", str, None)
+        if self.log_config:
+            self.log_config = self._abs(self.log_config)
+        self.log_file = self._abs(top.get("log_file", str, "homeserver.log"))
+        self.media_store_path = self._abs(top.get("media_store_path", str, "media_store"))
+        self.max_upload_size = top.size("max_upload_size", "50M")
+        self.default_room_version = str(top.get("default_room_version", (str, int), "12",
+                                                expected="a room version such as \"12\""))
+        if self.default_room_version not in KNOWN_ROOM_VERSIONS:
+            top.fail("default_room_version", f"one of {', '.join(KNOWN_ROOM_VERSIONS)}", self.default_room_version)
+        self.presence_enabled = top.section("presence").get("enabled", bool, True)
+        self.allow_guest_access = top.get("allow_guest_access", bool, False)
+
+    def _read_listeners(self, top: _Section):
+        raw = top.get("listeners", list, [{"port": 8008, "type": "http", "bind_addresses": ["127.0.0.1"],
+                                            "resources": [{"names": ["client", "federation"]}]}])
+        self.listeners = []
+        for i, item in enumerate(raw):
+            sect = _Section(top.path, item, f"listeners[{i}]")
+            kind = sect.get("type", str)
+            if kind not in ("http", "replication", "metrics"):
+                sect.fail("type", "http, replication or metrics", kind)
+            port = sect.get("port", int)
+            if not 0 < port < 65536:
+                sect.fail("port", "a port between 1 and 65535", port)
+            binds = sect.get("bind_addresses", list, None)
+            if binds is None:
+                bind = sect.get("bind_address", str, "127.0.0.1")
+                binds = [bind]
+            for addr in binds:
+                try:
+                    ipaddress.ip_address(addr)
+                except ValueError:
+                    sect.fail("bind_addresses", "IP addresses such as 127.0.0.1 or ::1", addr)
+            resources = set()
+            for j, res in enumerate(sect.get("resources", list, [])):
+                res_sect = _Section(top.path, res, f"listeners[{i}].resources[{j}]")
+                for name in res_sect.get("names", list):
+                    if name not in HTTP_RESOURCE_NAMES:
+                        res_sect.fail("names", f"names among {', '.join(sorted(HTTP_RESOURCE_NAMES))}", name)
+                    resources.add(name)
+            tls = sect.get("tls", bool, False)
+            if tls:
+                sect.fail("tls", "false (TLS termination comes with federation; put a proxy in front)", tls)
+            self.listeners.append(Listener(kind, port, binds, resources, sect.get("x_forwarded", bool, False), tls))
+        if not any(lst.type == "http" for lst in self.listeners):
+            raise ConfigError(f"{top.path}: listeners: at least one listener of type http is required")
+
+    def _read_database(self, top: _Section):
+        """With no `database` section the master runs an embedded PostgreSQL in data_dir."""
+        self.database_dsn = None
+        self.database_max_connections = 10
+        if "database" not in top.data or top.data["database"] is None:
+            return
+        db = top.section("database")
+        name = db.get("name", str, "psycopg2")
+        if name != "psycopg2":
+            db.fail("name", "psycopg2 (this homeserver runs on PostgreSQL only)", name)
+        args = db.section("args")
+        self.database_max_connections = args.get("cp_max", int, 10)
+        if "dsn" in args.data:
+            self.database_dsn = args.get("dsn", str)
+            return
+        parts = {}
+        for key, pg_key in (("user", "user"), ("password", "password"), ("database", "dbname"),
+                            ("dbname", "dbname"), ("host", "host"), ("port", "port"), ("sslmode", "sslmode")):
+            if key in args.data:
+                parts[pg_key] = str(args.get(key, (str, int), expected="a string"))
+        if "dbname" not in parts:
+            raise ConfigError(f"{top.path}: database.args.database: this key is required")
+
+        def quote(v):
+            return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        self.database_dsn = " ".join(f"{k}={quote(v)}" for k, v in parts.items())
+
+    def _read_registration(self, top: _Section):
+        self.enable_registration = top.get("enable_registration", bool, False)
+        self.enable_registration_without_verification = top.get(
+            "enable_registration_without_verification", bool, False)
+        self.registration_shared_secret = top.get("registration_shared_secret", str, None)
+        self.registration_requires_token = top.get("registration_requires_token", bool, False)
+        pw = top.section("password_config")
+        self.password_enabled = pw.get("enabled", bool, True) and pw.get("localdb_enabled", bool, True)
+        self.password_pepper = pw.get("pepper", str, "")
+        policy = pw.section("policy")
+        if policy.get("enabled", bool, bool(policy.data)):
+            self.password_policy = PasswordPolicy(
+                policy.get("minimum_length", int, 0), policy.get("require_digit", bool, False),
+                policy.get("require_symbol", bool, False), policy.get("require_lowercase", bool, False),
+                policy.get("require_uppercase", bool, False))
+        else:
+            self.password_policy = PasswordPolicy()
+        # Synapse's names for token lifetimes; None means access tokens do not expire.
+        self.refreshable_access_token_lifetime_ms = top.duration_ms("refreshable_access_token_lifetime", "5m")
+        self.refresh_token_lifetime_ms = top.duration_ms("refresh_token_lifetime", None)
+        self.nonrefreshable_access_token_lifetime_ms = top.duration_ms("nonrefreshable_access_token_lifetime", None)
+        self.ui_auth_session_lifetime_ms = top.section("ui_auth").duration_ms("session_lifetime", "15m")
+        login_token = top.section("login_via_existing_session")
+        self.login_token_enabled = login_token.get("enabled", bool, False)
+        self.login_token_require_ui_auth = login_token.get("require_ui_auth", bool, True)
+        self.login_token_timeout_ms = login_token.duration_ms("token_timeout", "5m")
+
+    def _read_limits(self, top: _Section):
+        self.rc_message = top.rate_limit("rc_message", 0.2, 10)
+        self.rc_registration = top.rate_limit("rc_registration", 0.17, 3)
+        login = top.section("rc_login")
+        self.rc_login_address = login.rate_limit("address", 0.17, 3)
+        self.rc_login_account = login.rate_limit("account", 0.17, 3)
+        self.rc_login_failed_attempts = login.rate_limit("failed_attempts", 0.17, 3)
+        self.max_request_body_size = top.size("max_request_body_size", "10M")
+
+    _KNOWN_KEYS = {
+        "server_name", "public_baseurl", "serve_server_wellknown", "data_dir", "pid_file", "signing_key_path",
+        "key_refresh_interval", "log_config", "log_file", "media_store_path", "max_upload_size",
+        "default_room_version", "presence", "allow_guest_access", "listeners", "database", "enable_registration",
+        "enable_registration_without_verification", "registration_shared_secret", "registration_requires_token",
+        "password_config", "refreshable_access_token_lifetime", "refresh_token_lifetime",
+        "nonrefreshable_access_token_lifetime", "ui_auth", "login_via_existing_session", "rc_message",
+        "rc_registration", "rc_login", "max_request_body_size",
+    }
+
+    def _warn_unknown(self, data: dict):
+        for key in sorted(set(data) - self._KNOWN_KEYS):
+            if not key.startswith("worker_"):
+                logger.warning("%s: %s is not used by this homeserver; ignored", self.config_path, key)
+
+    def client_base_url(self) -> str:
+        if self.public_baseurl:
+            return self.public_baseurl
+        http = next(lst for lst in self.listeners if lst.type == "http")
+        host = http.bind_addresses[0]
+        if host in ("0.0.0.0", "::"):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{http.port}/"
+
+
+def load_config(path: str) -> HomeServerConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (run `synctl generate --server-name NAME` to write one)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return HomeServerConfig(path, data if data is not None else {})

@@ -1,0 +1,1 @@
+"""The homeserver's logic; SQL stays in hs.storage, HTTP in hs.api."""

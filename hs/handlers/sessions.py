@@ -1,0 +1,136 @@
+"""Login sessions: a device with an access token (and a refresh token if the client asks)."""
+
+import secrets
+import string
+
+from hs.clock import now_ms
+from hs.errors import Codes, MatrixError
+from hs.handlers.auth import new_token
+from hs.handlers.login_identifier import user_id_from_identifier
+from hs.storage.devices import DeviceStore
+from hs.storage.tokens import TokenStore
+
+_DEVICE_ID_ALPHABET = string.ascii_uppercase
+MAX_DEVICE_ID_LENGTH = 512
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice(_DEVICE_ID_ALPHABET) for _ in range(10))
+
+
+class SessionHandler:
+    def __init__(self, config, db, accounts, tokens, hasher, limiters):
+        self.config = config
+        self.db = db
+        self.accounts = accounts
+        self.tokens = tokens
+        self.hasher = hasher
+        self.limiters = limiters
+
+    def create_session_txn(self, cur, user_id, device_id, display_name, want_refresh) -> dict:
+        """Inside the caller's transaction, so a registration and its first session commit together."""
+        now = now_ms()
+        device_id = device_id or new_device_id()
+        DeviceStore.upsert_device_txn(cur, user_id, device_id, display_name, now)
+        return self._issue_tokens_txn(cur, user_id, device_id, want_refresh, now)[0]
+
+    def create_session(self, user_id, device_id, display_name, want_refresh) -> dict:
+        return self.db.run_txn("create_session", self.create_session_txn, user_id, device_id, display_name,
+                               want_refresh)
+
+    def _issue_tokens_txn(self, cur, user_id, device_id, want_refresh, now) -> tuple[dict, int | None]:
+        """The response body of a new session, and the id of its refresh token if it has one."""
+        body = {"user_id": user_id, "device_id": device_id}
+        refresh_id = None
+        if want_refresh:
+            lifetime = self.config.refreshable_access_token_lifetime_ms
+            refresh_lifetime = self.config.refresh_token_lifetime_ms
+            refresh_token = new_token("hsr")
+            refresh_id = TokenStore.insert_refresh_token_txn(
+                cur, refresh_token, user_id, device_id, now + refresh_lifetime if refresh_lifetime else None)
+            body["refresh_token"] = refresh_token
+        else:
+            lifetime = self.config.nonrefreshable_access_token_lifetime_ms
+        access_token = new_token("hsa")
+        TokenStore.insert_access_token_txn(cur, access_token, user_id, device_id, now,
+                                           now + lifetime if lifetime else None, refresh_id)
+        body["access_token"] = access_token
+        if lifetime:
+            body["expires_in_ms"] = lifetime
+        return body, refresh_id
+
+    def login(self, body: dict, client_ip: str) -> dict:
+        kind = body.get("type")
+        self.limiters.login_address.check(client_ip)
+        if kind == "m.login.password":
+            user_id = self._check_password_login(body)
+        elif kind == "m.login.token":
+            token = body.get("token")
+            if not isinstance(token, str):
+                raise MatrixError(400, Codes.BAD_JSON, "token must be a string")
+            user_id = self.tokens.consume_login_token(token, now_ms())
+            if user_id is None:
+                raise MatrixError(403, Codes.FORBIDDEN, "Invalid login token")
+        else:
+            raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
+        user = self.accounts.get_user(user_id)
+        if user is None:
+            raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
+        if user.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        device_id = body.get("device_id")
+        display_name = body.get("initial_device_display_name")
+        if device_id is not None and (not isinstance(device_id, str) or not device_id
+                                      or len(device_id) > MAX_DEVICE_ID_LENGTH):
+            raise MatrixError(400, Codes.BAD_JSON, "device_id must be a non-empty string")
+        if display_name is not None and not isinstance(display_name, str):
+            raise MatrixError(400, Codes.BAD_JSON, "initial_device_display_name must be a string")
+        want_refresh = body.get("refresh_token", False)
+        if not isinstance(want_refresh, bool):
+            raise MatrixError(400, Codes.BAD_JSON, "refresh_token must be a boolean")
+        result = self.create_session(user.user_id, device_id, display_name, want_refresh)
+        result["home_server"] = self.config.server_name
+        result["well_known"] = {"m.homeserver": {"base_url": self.config.client_base_url()}}
+        return result
+
+    def _check_password_login(self, body) -> str:
+        if not self.config.password_enabled:
+            raise MatrixError(400, Codes.UNKNOWN, "Password login has been disabled")
+        claimed = user_id_from_identifier(body, self.config.server_name)
+        password = body.get("password")
+        if claimed is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing identifier")
+        if not isinstance(password, str):
+            raise MatrixError(400, Codes.BAD_JSON, "password must be a string")
+        key = claimed.lower()
+        self.limiters.login_failed.check(key, consume=False)
+        self.limiters.login_account.check(key)
+        user = self.accounts.find_user_case_insensitive(claimed)
+        if user is None or not self.hasher.verify(user.password_hash, password):
+            self.limiters.login_failed.check(key)
+            raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
+        return user.user_id
+
+    def refresh(self, refresh_token: str) -> dict:
+        def txn(cur):
+            old = TokenStore.get_refresh_token_for_update_txn(cur, refresh_token)
+            now = now_ms()
+            if old is None or (old.expiry_ts is not None and old.expiry_ts < now):
+                raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown refresh token", soft_logout=True)
+            body, new_id = self._issue_tokens_txn(cur, old.user_id, old.device_id, True, now)
+            TokenStore.replace_refresh_token_txn(cur, old, new_id)
+            return body
+        body = self.db.run_txn("refresh", txn)
+        del body["user_id"], body["device_id"]
+        return body
+
+    def create_login_token(self, user_id: str) -> dict:
+        token = new_token("hsl")
+        self.tokens.insert_login_token(token, user_id, now_ms() + self.config.login_token_timeout_ms)
+        return {"login_token": token, "expires_in_ms": self.config.login_token_timeout_ms}
+
+    def logout(self, requester) -> None:
+        self.db.run_txn("logout", DeviceStore.delete_devices_txn, requester.user_id, [requester.device_id])
+
+    def logout_all(self, requester) -> None:
+        self.db.run_txn("logout_all", DeviceStore.delete_devices_txn, requester.user_id, None)

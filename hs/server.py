@@ -1,0 +1,89 @@
+"""The homeserver's composition root: config, database, stores and handlers for one process.
+
+Every app builds one of these and picks which resources to serve from it. Stores and
+handlers are plain attributes built once, in dependency order; nothing is created lazily.
+"""
+
+import logging
+import os
+
+from hs.config import ConfigError
+from hs.events.signing import generate_signing_key, read_signing_keys, write_signing_keys
+from hs.handlers.account import AccountHandler
+from hs.handlers.admin_register import AdminRegistrationHandler
+from hs.handlers.auth import AuthHandler, PasswordHasher
+from hs.handlers.devices import DeviceHandler
+from hs.handlers.profile import ProfileHandler
+from hs.handlers.registration import RegistrationHandler
+from hs.handlers.sessions import SessionHandler
+from hs.handlers.uia import UiaHandler
+from hs.ratelimit import RateLimiter
+from hs.storage.accounts import AccountStore
+from hs.storage.database import Database
+from hs.storage.devices import DeviceStore
+from hs.storage.embedded import start_embedded_postgres
+from hs.storage.migrations import apply_migrations
+from hs.storage.registration_tokens import RegistrationTokenStore
+from hs.storage.tokens import TokenStore
+from hs.storage.uia import UiaStore
+
+logger = logging.getLogger(__name__)
+
+
+class Limiters:
+    def __init__(self, config):
+        self.registration = RateLimiter(config.rc_registration)
+        self.login_address = RateLimiter(config.rc_login_address)
+        self.login_account = RateLimiter(config.rc_login_account)
+        self.login_failed = RateLimiter(config.rc_login_failed_attempts)
+        self.message = RateLimiter(config.rc_message)
+
+
+def load_or_create_signing_keys(config) -> list:
+    if not os.path.exists(config.signing_key_path):
+        logger.info("No signing key at %s: generating one", config.signing_key_path)
+        write_signing_keys(config.signing_key_path, [generate_signing_key()])
+    try:
+        keys = read_signing_keys(config.signing_key_path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"signing_key_path: {e}") from None
+    if not keys:
+        raise ConfigError(f"signing_key_path: {config.signing_key_path} holds no key")
+    return keys
+
+
+def open_database(config, *, migrate: bool) -> Database:
+    """The master migrates; with no `database` section it first starts the embedded server."""
+    dsn = config.database_dsn or start_embedded_postgres(config.data_dir)
+    db = Database(dsn, max_connections=config.database_max_connections)
+    if migrate:
+        apply_migrations(db)
+    return db
+
+
+class HomeServer:
+    def __init__(self, config, db: Database, signing_keys: list):
+        self.config = config
+        self.db = db
+        self.signing_keys = signing_keys
+        self.limiters = Limiters(config)
+
+        self.accounts = AccountStore(db)
+        self.devices = DeviceStore(db)
+        self.tokens = TokenStore(db)
+        self.uia_sessions = UiaStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+
+        self.hasher = PasswordHasher(pepper=config.password_pepper)
+        self.auth = AuthHandler(self.tokens, self.devices)
+        self.uia = UiaHandler(config.server_name, self.uia_sessions, self.accounts, self.hasher,
+                              self.registration_tokens, self.limiters.login_failed,
+                              config.ui_auth_session_lifetime_ms)
+        self.sessions = SessionHandler(config, db, self.accounts, self.tokens, self.hasher, self.limiters)
+        self.registration = RegistrationHandler(config, db, self.accounts, self.hasher, self.sessions, self.uia,
+                                                self.limiters)
+        self.account = AccountHandler(db, self.accounts, self.hasher, self.uia, self.registration)
+        self.device_handler = DeviceHandler(self.devices, self.uia)
+        self.profile = ProfileHandler(config.server_name, self.accounts)
+        self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,
+                                                           self.sessions)

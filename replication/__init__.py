@@ -1,0 +1,1 @@
+"""The replication protocol: the master's stream server and the workers' client (issue 5)."""

@@ -1,0 +1,142 @@
+"""Real homeserver processes for API tests: gunicorn + apps.master on a free loopback port,
+on a database cloned from the migrated template. A test that starts one stops it by pid."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_LIMIT = {"per_second": 10000, "burst_count": 10000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HomeserverProcess:
+    def __init__(self, db_dsn: str, server_name: str = "test.local", **overrides):
+        self.dir = tempfile.mkdtemp(prefix="hs-test-")
+        self.port = free_port()
+        self.server_name = server_name
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.config = {
+            "server_name": server_name,
+            "data_dir": self.dir,
+            "pid_file": os.path.join(self.dir, "homeserver.pid"),
+            "signing_key_path": os.path.join(self.dir, "signing.key"),
+            "listeners": [{"port": self.port, "type": "http", "bind_addresses": ["127.0.0.1"],
+                           "resources": [{"names": ["client", "federation"]}]}],
+            "database": {"name": "psycopg2", "args": {"dsn": db_dsn, "cp_max": 5}},
+            "enable_registration": True,
+            "enable_registration_without_verification": True,
+            "registration_shared_secret": "test-shared-secret",
+            "rc_message": NO_LIMIT, "rc_registration": NO_LIMIT,
+            "rc_login": {"address": NO_LIMIT, "account": NO_LIMIT, "failed_attempts": NO_LIMIT},
+        }
+        self.config.update(overrides)
+        self.config_path = os.path.join(self.dir, "homeserver.yaml")
+        self.log_path = os.path.join(self.dir, "homeserver.log")
+        self.proc = None
+
+    def start(self, timeout: float = 60.0) -> "HomeserverProcess":
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.config, f)
+        env = dict(os.environ, HS_CONFIG=self.config_path, PYTHONPATH=REPO)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
+                 "--graceful-timeout", "2", "-b", f"127.0.0.1:{self.port}", "apps.master:app"],
+                cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"homeserver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.base_url + "/_matrix/client/versions", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"homeserver did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+class Client:
+    """A thin HTTP client for our own API tests (matrix-nio covers a real client library)."""
+
+    def __init__(self, server: HomeserverProcess, access_token: str | None = None):
+        self.server = server
+        self.access_token = access_token
+        self.user_id = None
+        self.device_id = None
+
+    def request(self, method: str, path: str, json=None, token=None, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        token = token if token is not None else self.access_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if not path.startswith("/_"):
+            path = "/_matrix/client/v3" + path
+        return requests.request(method, self.server.url(path), json=json, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.request("POST", path, json=json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.request("PUT", path, json=json, **kw)
+
+    def delete(self, path, json=None, **kw):
+        return self.request("DELETE", path, json=json, **kw)
+
+    def register(self, username: str, password: str = "correct horse battery", **extra) -> "Client":
+        body = {"username": username, "password": password, **extra}
+        first = self.post("/register", body)
+        assert first.status_code == 401, first.text
+        body["auth"] = {"type": "m.login.dummy", "session": first.json()["session"]}
+        resp = self.post("/register", body)
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        self.access_token = data.get("access_token")
+        self.user_id, self.device_id = data["user_id"], data.get("device_id")
+        return self
+
+    def login(self, username: str, password: str = "correct horse battery", **extra) -> "Client":
+        resp = self.post("/login", {"type": "m.login.password",
+                                    "identifier": {"type": "m.id.user", "user": username},
+                                    "password": password, **extra})
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        self.access_token, self.user_id, self.device_id = data["access_token"], data["user_id"], data["device_id"]
+        return self
