@@ -1,0 +1,1 @@
+"""Pure Matrix algorithms: no I/O."""
