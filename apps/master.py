@@ -5,7 +5,7 @@ HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
 
 import os
 
-from hs.api import admin, server_key, wellknown
+from hs.api import admin, admin_tokens, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import account, capabilities, devices, login, profile, register, versions
 from hs.config import load_config
@@ -13,7 +13,7 @@ from hs.logging_setup import setup_logging
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
 
 RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account, devices, profile, admin,
-                    server_key)
+                    admin_tokens, server_key)
 
 
 def create_app(config_path: str):

@@ -11,6 +11,7 @@ from hs.config import ConfigError
 from hs.events.signing import generate_signing_key, read_signing_keys, write_signing_keys
 from hs.handlers.account import AccountHandler
 from hs.handlers.admin_register import AdminRegistrationHandler
+from hs.handlers.admin_tokens import RegistrationTokenAdminHandler
 from hs.handlers.auth import AuthHandler, PasswordHasher
 from hs.handlers.devices import DeviceHandler
 from hs.handlers.profile import ProfileHandler
@@ -87,3 +88,4 @@ class HomeServer:
         self.profile = ProfileHandler(config.server_name, self.accounts)
         self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,
                                                            self.sessions)
+        self.registration_token_admin = RegistrationTokenAdminHandler(self.accounts, self.registration_tokens)

@@ -22,7 +22,43 @@ class RegistrationTokenStore:
                     (token, now_ms))
         return cur.rowcount == 1
 
-    def create(self, token: str, uses_allowed: int | None, expiry_time: int | None) -> None:
-        self.db.execute("registration_token_create",
-                        "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (%s, %s, %s)",
-                        (token, uses_allowed, expiry_time))
+    def create(self, token: str, uses_allowed: int | None, expiry_time: int | None) -> dict | None:
+        """The new token, or None if the token already exists."""
+        rows = self.db.execute("registration_token_create",
+                               "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (%s, %s, %s)"
+                               f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}", (token, uses_allowed, expiry_time))
+        return _as_json(rows[0]) if rows else None
+
+    def get(self, token: str) -> dict | None:
+        rows = self.db.execute("registration_token_get", f"SELECT {_COLUMNS} FROM registration_tokens WHERE token = %s",
+                               (token,))
+        return _as_json(rows[0]) if rows else None
+
+    def list(self, valid: bool | None, now_ms: int) -> list[dict]:
+        where = "" if valid is None else f"WHERE {'' if valid else 'NOT '}({_VALID})"
+        rows = self.db.execute("registration_token_list",
+                               f"SELECT {_COLUMNS} FROM registration_tokens {where} ORDER BY token",
+                               (now_ms,) if valid is not None else ())
+        return [_as_json(row) for row in rows]
+
+    def update(self, token: str, changes: dict) -> dict | None:
+        """`changes` maps uses_allowed / expiry_time to new values (None lifts the limit)."""
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        rows = self.db.execute("registration_token_update",
+                               f"UPDATE registration_tokens SET {assignments} WHERE token = %s RETURNING {_COLUMNS}",
+                               (*changes.values(), token))
+        return _as_json(rows[0]) if rows else None
+
+    def delete(self, token: str) -> bool:
+        return bool(self.db.execute("registration_token_delete",
+                                    "DELETE FROM registration_tokens WHERE token = %s RETURNING 1", (token,)))
+
+
+_COLUMNS = "token, uses_allowed, completed, expiry_time"
+
+
+def _as_json(row) -> dict:
+    token, uses_allowed, completed, expiry_time = row
+    # Synapse's shape; uses are counted when a registration completes, so none is ever pending.
+    return {"token": token, "uses_allowed": uses_allowed, "pending": 0, "completed": completed,
+            "expiry_time": expiry_time}
