@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from hs.events.room_versions import KNOWN_ROOM_VERSIONS
+
 logger = logging.getLogger(__name__)
 
-KNOWN_ROOM_VERSIONS = tuple(str(v) for v in range(1, 13))
 HTTP_RESOURCE_NAMES = {"client", "federation", "media", "metrics", "replication", "keys", "openid"}
 _SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$")
 _REQUIRED = object()
+
+
+def is_valid_server_name(name: str) -> bool:
+    """The spec's server name grammar: a DNS name, IPv4 or [IPv6] literal, and an optional port."""
+    match = _SERVER_NAME.fullmatch(name)
+    return bool(match) and (not match.group(2) or 0 < int(match.group(2)[1:]) < 65536)
 
 
 class ConfigError(Exception):
@@ -71,8 +78,11 @@ class _Section:
                 raise ConfigError(f"{self.path}: {self._key(key)}: this key is required")
             return default
         value = self.data[key]
-        expected = expected or {str: "a string", bool: "true or false", int: "an integer",
-                                list: "a list", dict: "a mapping"}.get(kind, kind.__name__)
+        if expected is None:
+            names = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+                     list: "a list", dict: "a mapping"}
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            expected = " or ".join(names.get(k, k.__name__) for k in kinds)
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             self.fail(key, expected, value)
         if kind is float:
@@ -88,7 +98,9 @@ class _Section:
 
     def size(self, key, default):
         """Sizes as Synapse writes them: an integer of bytes, or '50M', '10K', '1G'."""
-        value = self.data.get(key, default)
+        value = self.data.get(key)
+        if value is None:
+            value = default
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
         match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", str(value), re.IGNORECASE)
@@ -96,9 +108,14 @@ class _Section:
             self.fail(key, "a size such as 50M or a number of bytes", value)
         return int(match.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2).upper()]
 
-    def duration_ms(self, key, default):
-        """Durations as Synapse writes them: milliseconds, or '30s', '5m', '1h', '7d', '1w', '1y'."""
+    def duration_ms(self, key, default, nullable: bool = False):
+        """Durations as Synapse writes them: milliseconds, or '30s', '5m', '1h', '7d', '1w', '1y'.
+
+        An explicit null means "never" only where ``nullable`` (token lifetimes, as in Synapse);
+        elsewhere it means the default, as for every other key."""
         value = self.data.get(key, default)
+        if value is None and not (nullable and key in self.data):
+            value = default
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -112,8 +129,13 @@ class _Section:
 
     def rate_limit(self, key, per_second, burst_count) -> RateLimit:
         sect = self.section(key)
-        return RateLimit(sect.get("per_second", float, float(per_second)),
-                         sect.get("burst_count", int, burst_count))
+        limit = RateLimit(sect.get("per_second", float, float(per_second)),
+                          sect.get("burst_count", int, burst_count))
+        if limit.per_second < 0:
+            sect.fail("per_second", "a number of at least 0", limit.per_second)
+        if limit.burst_count < 1:  # a bucket that never holds one request refuses every request
+            sect.fail("burst_count", "an integer of at least 1", limit.burst_count)
+        return limit
 
 
 class HomeServerConfig:
@@ -135,7 +157,7 @@ class HomeServerConfig:
 
     def _read_server(self, top: _Section):
         self.server_name = top.get("server_name", str)
-        if not _SERVER_NAME.match(self.server_name):
+        if not is_valid_server_name(self.server_name):
             top.fail("server_name", "a server name such as example.org or example.org:8448", self.server_name)
         self.public_baseurl = top.get("public_baseurl", str, None)
         if self.public_baseurl and not re.match(r"^https?://", self.public_baseurl):
@@ -164,6 +186,7 @@ class HomeServerConfig:
         raw = top.get("listeners", list, [{"port": 8008, "type": "http", "bind_addresses": ["127.0.0.1"],
                                             "resources": [{"names": ["client", "federation"]}]}])
         self.listeners = []
+        seen = set()
         for i, item in enumerate(raw):
             sect = _Section(top.path, item, f"listeners[{i}]")
             kind = sect.get("type", str)
@@ -176,16 +199,23 @@ class HomeServerConfig:
             if binds is None:
                 bind = sect.get("bind_address", str, "127.0.0.1")
                 binds = [bind]
+            if not binds:
+                sect.fail("bind_addresses", "at least one IP address such as 127.0.0.1", binds)
             for addr in binds:
                 try:
+                    if not isinstance(addr, str):
+                        raise ValueError(addr)
                     ipaddress.ip_address(addr)
                 except ValueError:
                     sect.fail("bind_addresses", "IP addresses such as 127.0.0.1 or ::1", addr)
+                if (addr, port) in seen:
+                    sect.fail("bind_addresses", f"an address and port no other listener uses ({port})", addr)
+                seen.add((addr, port))
             resources = set()
             for j, res in enumerate(sect.get("resources", list, [])):
                 res_sect = _Section(top.path, res, f"listeners[{i}].resources[{j}]")
                 for name in res_sect.get("names", list):
-                    if name not in HTTP_RESOURCE_NAMES:
+                    if not isinstance(name, str) or name not in HTTP_RESOURCE_NAMES:
                         res_sect.fail("names", f"names among {', '.join(sorted(HTTP_RESOURCE_NAMES))}", name)
                     resources.add(name)
             tls = sect.get("tls", bool, False)
@@ -203,10 +233,16 @@ class HomeServerConfig:
             return
         db = top.section("database")
         name = db.get("name", str, "psycopg2")
+        if name in ("sqlite3", "sqlite"):
+            raise ConfigError(f"{top.path}: database.name: SQLite is not supported, this homeserver runs on "
+                              "PostgreSQL only: set name: psycopg2 and its args, or remove the database "
+                              "section to use the embedded PostgreSQL in data_dir")
         if name != "psycopg2":
             db.fail("name", "psycopg2 (this homeserver runs on PostgreSQL only)", name)
         args = db.section("args")
         self.database_max_connections = args.get("cp_max", int, 10)
+        if self.database_max_connections < 1:
+            args.fail("cp_max", "an integer of at least 1", self.database_max_connections)
         if "dsn" in args.data:
             self.database_dsn = args.get("dsn", str)
             return
@@ -232,17 +268,18 @@ class HomeServerConfig:
         self.password_enabled = pw.get("enabled", bool, True) and pw.get("localdb_enabled", bool, True)
         self.password_pepper = pw.get("pepper", str, "")
         policy = pw.section("policy")
-        if policy.get("enabled", bool, bool(policy.data)):
-            self.password_policy = PasswordPolicy(
-                policy.get("minimum_length", int, 0), policy.get("require_digit", bool, False),
-                policy.get("require_symbol", bool, False), policy.get("require_lowercase", bool, False),
-                policy.get("require_uppercase", bool, False))
-        else:
-            self.password_policy = PasswordPolicy()
+        configured = PasswordPolicy(
+            policy.get("minimum_length", int, 0), policy.get("require_digit", bool, False),
+            policy.get("require_symbol", bool, False), policy.get("require_lowercase", bool, False),
+            policy.get("require_uppercase", bool, False))
+        # As in Synapse, a policy applies only when it says `enabled: true`.
+        self.password_policy = configured if policy.get("enabled", bool, False) else PasswordPolicy()
         # Synapse's names for token lifetimes; None means access tokens do not expire.
-        self.refreshable_access_token_lifetime_ms = top.duration_ms("refreshable_access_token_lifetime", "5m")
-        self.refresh_token_lifetime_ms = top.duration_ms("refresh_token_lifetime", None)
-        self.nonrefreshable_access_token_lifetime_ms = top.duration_ms("nonrefreshable_access_token_lifetime", None)
+        self.refreshable_access_token_lifetime_ms = top.duration_ms("refreshable_access_token_lifetime", "5m",
+                                                                    nullable=True)
+        self.refresh_token_lifetime_ms = top.duration_ms("refresh_token_lifetime", None, nullable=True)
+        self.nonrefreshable_access_token_lifetime_ms = top.duration_ms("nonrefreshable_access_token_lifetime", None,
+                                                                       nullable=True)
         self.ui_auth_session_lifetime_ms = top.section("ui_auth").duration_ms("session_lifetime", "15m")
         login_token = top.section("login_via_existing_session")
         self.login_token_enabled = login_token.get("enabled", bool, False)
@@ -269,8 +306,8 @@ class HomeServerConfig:
     }
 
     def _warn_unknown(self, data: dict):
-        for key in sorted(set(data) - self._KNOWN_KEYS):
-            if not key.startswith("worker_"):
+        for key in sorted(set(data) - self._KNOWN_KEYS, key=str):
+            if not str(key).startswith("worker_"):
                 logger.warning("%s: %s is not used by this homeserver; ignored", self.config_path, key)
 
     def client_base_url(self) -> str:
@@ -291,6 +328,10 @@ def load_config(path: str) -> HomeServerConfig:
             data = yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (run `synctl generate --server-name NAME` to write one)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return HomeServerConfig(path, data if data is not None else {})

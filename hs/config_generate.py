@@ -4,6 +4,7 @@ import json
 import os
 import secrets
 
+from hs.config import is_valid_server_name
 from hs.events.signing import generate_signing_key, write_signing_keys
 
 TEMPLATE = """\
@@ -101,6 +102,17 @@ rc_login:
 
 
 def generate(server_name: str, config_path: str, data_dir: str | None = None, http_port: int = 8008) -> None:
+    """Write the config and, unless one exists, the signing key it names.
+
+    Raises ValueError for a server name or port the config would refuse (before writing
+    anything), FileExistsError if the config exists: it is never overwritten.
+    """
+    # The same checks load_config makes, so a generated config always loads.
+    if not is_valid_server_name(server_name):
+        raise ValueError(f"--server-name: expected a server name such as example.org or example.org:8448, "
+                         f"got {server_name!r}")
+    if isinstance(http_port, bool) or not isinstance(http_port, int) or not 0 < http_port < 65536:
+        raise ValueError(f"--http-port: expected a port between 1 and 65535, got {http_port!r}")
     config_path = os.path.abspath(config_path)
     config_dir = os.path.dirname(config_path)
     data_dir = os.path.abspath(data_dir or os.path.join(config_dir, "data"))
@@ -108,7 +120,9 @@ def generate(server_name: str, config_path: str, data_dir: str | None = None, ht
     if os.path.exists(config_path):
         raise FileExistsError(f"{config_path} already exists; not overwriting it")
     os.makedirs(config_dir, exist_ok=True)
-    os.makedirs(data_dir, exist_ok=True)
+    # The data directory holds the embedded PostgreSQL (superuser to whoever reaches its
+    # socket), the media and the logs: the owner's only, where we create it.
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
     # JSON strings are valid YAML double-quoted scalars, whatever characters a path holds.
     text = TEMPLATE.format(
         server_name=server_name, server_name_q=json.dumps(server_name), data_dir_q=json.dumps(data_dir),

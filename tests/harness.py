@@ -2,6 +2,7 @@
 on a database cloned from the migrated template. A test that starts one stops it by pid."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,18 +67,20 @@ class HomeserverProcess:
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
+        tail = self.log_tail()
         self.stop()
-        raise RuntimeError(f"homeserver did not start:\n{self.log_tail()}")
+        raise RuntimeError(f"homeserver did not start:\n{tail}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        """Stops the process group by pid and removes the server's directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

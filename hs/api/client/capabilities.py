@@ -2,7 +2,7 @@
 
 from hs.api.app import Resource
 from hs.api.routes import add_client_route
-from hs.config import KNOWN_ROOM_VERSIONS
+from hs.events.room_versions import KNOWN_ROOM_VERSIONS
 
 
 class CapabilitiesResource(Resource):
