@@ -28,6 +28,7 @@ setup(
             "matrix-nio>=0.25",
             "signedjson>=1.1",
             "canonicaljson>=2.0",
+            "jsonschema>=4.18",
         ],
     },
     entry_points={"console_scripts": ["synctl=synctl:main"]},

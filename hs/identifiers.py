@@ -5,9 +5,10 @@ import re
 from hs.errors import Codes, MatrixError
 
 MAX_USER_ID_LENGTH = 255
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+# Used with fullmatch: `$` would also accept a trailing newline ("alice\n").
+_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 # Historical user IDs (from other servers) may use any printable ASCII but ':'.
-_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_HISTORICAL_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 
 def user_id_parts(user_id: str) -> tuple[str, str]:
@@ -15,7 +16,7 @@ def user_id_parts(user_id: str) -> tuple[str, str]:
     if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user ID")
     localpart, server_name = user_id[1:].split(":", 1)
-    if (not localpart or not server_name or not _HISTORICAL_LOCALPART.match(localpart)
+    if (not localpart or not server_name or not _HISTORICAL_LOCALPART.fullmatch(localpart)
             or len(user_id.encode("utf-8")) > MAX_USER_ID_LENGTH):
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user ID")
     return localpart, server_name
@@ -25,7 +26,7 @@ def check_new_localpart(localpart: str, server_name: str) -> None:
     """Rules for a localpart a user asks for: the spec's grammar, plus the ranges we reserve."""
     if not localpart:
         raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
-    if not _LOCALPART.match(localpart):
+    if not _LOCALPART.fullmatch(localpart):
         raise MatrixError(400, Codes.INVALID_USERNAME,
                           "User ID can only contain characters a-z, 0-9, or '=_-./+'")
     if localpart.startswith("_"):

@@ -43,8 +43,14 @@ class RateLimiter:
         self._buckets[key] = (tokens - cost, now)
 
     def _evict_full(self, now):
-        """Drop buckets that have refilled: they hold no information."""
-        for key in [k for k in self._buckets if self._level(k, now) >= self.limit.burst_count]:
-            del self._buckets[key]
+        """Drop buckets that have refilled: they hold no information. If that is not enough,
+        drop the fullest tenth. Never all of them: whoever can fill the table with throwaway keys
+        (made-up user names, fresh IPv6 addresses) must not thereby empty a locked account's bucket."""
+        levels = {k: self._level(k, now) for k in self._buckets}
+        for key, level in levels.items():
+            if level >= self.limit.burst_count:
+                del self._buckets[key]
         if len(self._buckets) >= self.max_keys:
-            self._buckets.clear()
+            fullest = sorted(self._buckets, key=levels.__getitem__, reverse=True)
+            for key in fullest[:max(1, len(fullest) // 10)]:
+                del self._buckets[key]

@@ -83,7 +83,7 @@ class HomeServer:
         self.sessions = SessionHandler(config, db, self.accounts, self.tokens, self.hasher, self.limiters)
         self.registration = RegistrationHandler(config, db, self.accounts, self.hasher, self.sessions, self.uia,
                                                 self.limiters)
-        self.account = AccountHandler(db, self.accounts, self.hasher, self.uia, self.registration)
+        self.account = AccountHandler(config, db, self.accounts, self.hasher, self.uia, self.registration)
         self.device_handler = DeviceHandler(self.devices, self.uia)
         self.profile = ProfileHandler(config.server_name, self.accounts)
         self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,

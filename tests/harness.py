@@ -52,10 +52,12 @@ class HomeserverProcess:
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
         env = dict(os.environ, HS_CONFIG=self.config_path, PYTHONPATH=REPO)
+        binds = [arg for lst in self.config["listeners"] if lst["type"] == "http"
+                 for arg in ("-b", f"127.0.0.1:{lst['port']}")]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
-                 "--graceful-timeout", "2", "-b", f"127.0.0.1:{self.port}", "apps.master:app"],
+                 "--graceful-timeout", "2", *binds, "apps.master:app"],
                 cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

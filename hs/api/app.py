@@ -3,7 +3,9 @@
 import functools
 import json
 import logging
+import re
 import time
+from urllib.parse import unquote
 
 import falcon
 import falcon.media
@@ -22,14 +24,34 @@ CORS_HEADERS = {
 
 
 class Resource:
-    """Base for every resource: which methods skip authentication, which accept it optionally.
+    """Base for every resource: who may call which method.
 
     Authentication happens once in the middleware, before the responder runs, so no responder
-    can forget it: a method not listed in `public` or `optional_auth` requires a valid token.
+    can forget it: a method not listed in `public` or `optional_auth` requires a valid token,
+    and guests may call only the methods in `guest_access`. `allow_expired` methods accept an
+    expired access token (logging out must work with one).
     """
 
     public: frozenset = frozenset()
     optional_auth: frozenset = frozenset()
+    guest_access: frozenset = frozenset()
+    allow_expired: frozenset = frozenset()
+
+    def __init_subclass__(cls, **kwargs):
+        # HEAD is GET without the body (Falcon drops the body of a HEAD response), and it is
+        # authenticated as GET is (see MatrixMiddleware.process_resource).
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            if name == "on_get" or name.startswith("on_get_"):
+                head = "on_head" + name[len("on_get"):]
+                if not hasattr(cls, head):
+                    setattr(cls, head, _head_from_get(name))
+
+
+def _head_from_get(get_name: str):
+    def on_head(self, req, resp, **params):
+        getattr(self, get_name)(req, resp, **params)
+    return on_head
 
 
 @functools.cache
@@ -41,22 +63,59 @@ def _has_responder(resource, method: str) -> bool:
     return method in _responder_methods(type(resource))
 
 
+_ESCAPE = re.compile(r"%(25|2F)", re.IGNORECASE)
+
+
+def _route_path(raw_path: str) -> str:
+    """The path to route on, with each segment decoded except that '/' stays '%2F' (and so
+    '%' stays '%25'): a user ID such as @a/b:example.org is one path segment."""
+    return "/".join(unquote(seg, errors="replace").replace("%", "%25").replace("/", "%2F")
+                    for seg in raw_path.split("/"))
+
+
+def _unescape_param(value: str) -> str:
+    return _ESCAPE.sub(lambda m: "%" if m.group(1) == "25" else "/", value)
+
+
+# Which listener resource (`resources: [{names: [...]}]`) serves a path, by prefix.
+_RESOURCE_PREFIXES = (("/_matrix/client/", "client"), ("/_synapse/", "client"), ("/.well-known/", "client"),
+                      ("/_matrix/federation/", "federation"), ("/_matrix/key/", "federation"),
+                      ("/_matrix/media/", "media"), ("/metrics", "metrics"))
+
+
+def _resource_name(path: str) -> str | None:
+    return next((name for prefix, name in _RESOURCE_PREFIXES if path.startswith(prefix)), None)
+
+
 class MatrixMiddleware:
-    def __init__(self, auth, max_body_size: int, x_forwarded_ports: set):
+    def __init__(self, auth, max_body_size: int, listeners: list):
         self.auth = auth
         self.max_body_size = max_body_size
-        self.x_forwarded_ports = x_forwarded_ports
+        self.x_forwarded_ports = {str(lst.port) for lst in listeners if lst.x_forwarded}
+        # A listener serves only the resources it names; a port bound by hand serves all.
+        self.resources_by_port = {str(lst.port): lst.resources for lst in listeners if lst.type == "http"}
 
     def process_request(self, req, resp):
         req.context.start = time.monotonic()
         req.context.requester = None
         req.context.max_body_size = self.max_body_size
         req.context.client_ip = self._client_ip(req)
+        # WSGI hands Falcon the path already decoded, so an encoded '/' inside an ID would split
+        # it into two segments; gunicorn keeps the path as sent in RAW_URI.
+        raw_uri = req.env.get("RAW_URI", "")
+        raw_path = raw_uri.split("?", 1)[0]
+        req.context.escaped_path = raw_path.startswith("/") and "%2f" in raw_path.lower()
+        if req.context.escaped_path:
+            req.path = _route_path(raw_path)
         if req.method == "OPTIONS":
             # Browsers preflight every cross-origin request, to any path.
             resp.status = falcon.HTTP_200
             resp.media = {}
             resp.complete = True
+            return
+        served = self.resources_by_port.get(req.env.get("SERVER_PORT"))
+        if served is not None and _resource_name(req.path) not in served:
+            raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
 
     def _client_ip(self, req):
         if req.env.get("SERVER_PORT") in self.x_forwarded_ports:
@@ -66,15 +125,25 @@ class MatrixMiddleware:
         return req.remote_addr
 
     def process_resource(self, req, resp, resource, params):
+        if req.context.get("escaped_path"):
+            for name, value in params.items():
+                params[name] = _unescape_param(value)
         if resource is None or req.method == "OPTIONS":
             return
+        if req.method not in falcon.COMBINED_METHODS:
+            # Falcon answers an unknown method on a known path with a bare 400.
+            raise MatrixError(405, Codes.UNRECOGNIZED, "Unrecognized request",
+                              headers={"Allow": ", ".join(sorted(_responder_methods(type(resource))))})
         method = req.method if req.method != "HEAD" else "GET"
         if method in resource.public or not _has_responder(resource, method):
             return  # a method the resource lacks is answered 405 whoever asks
         token = self.auth.token_from_request(req)
         if token is None and method in resource.optional_auth:
             return
-        req.context.requester = self.auth.authenticate(token, req)
+        requester = self.auth.authenticate(token, req, allow_expired=method in resource.allow_expired)
+        if requester.is_guest and method not in resource.guest_access:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
+        req.context.requester = requester
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_headers(CORS_HEADERS)
@@ -120,8 +189,7 @@ def _unexpected_error(req, resp, ex, params):
 
 def build_app(auth, config) -> falcon.App:
     """An app with the Matrix conventions; callers add their resources with app.add_route."""
-    x_forwarded_ports = {str(lst.port) for lst in config.listeners if lst.x_forwarded}
-    app = falcon.App(middleware=[MatrixMiddleware(auth, config.max_request_body_size, x_forwarded_ports)],
+    app = falcon.App(middleware=[MatrixMiddleware(auth, config.max_request_body_size, config.listeners)],
                      cors_enable=False)
     dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps)

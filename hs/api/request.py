@@ -1,11 +1,23 @@
 """Reading what a client sent: bodies and parameters, with the spec's errors for bad input."""
 
+import json
+import re
+
 import falcon
 
 from hs.errors import Codes, MatrixError
 from hs.events.canonical_json import decode_json
 
 _MISSING = object()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
@@ -13,10 +25,22 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
         raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
-    data = req.bounded_stream.read(limit + 1)
-    if len(data) > limit:
+    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        # Falcon's bounded_stream takes a missing Content-Length as an empty body; gunicorn's
+        # own input stream decodes the chunks and ends where the body does.
+        stream = req.stream
+    else:
+        stream = req.bounded_stream
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
-    return data
+    return b"".join(chunks)
 
 
 def json_body(req: falcon.Request, *, allow_empty: bool = False) -> dict:
@@ -28,8 +52,14 @@ def json_body(req: falcon.Request, *, allow_empty: bool = False) -> dict:
         raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.")
     try:
         body = decode_json(data)
+        lone_surrogate = _SURROGATE_ESCAPE.search(data) is not None and _has_lone_surrogate(body)
     except ValueError:
         raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.") from None
+    except RecursionError:
+        raise MatrixError(400, Codes.BAD_JSON, "JSON is nested too deeply.") from None
+    if lone_surrogate:
+        # A \ud800 escape parses, but no UTF-8 text (nor PostgreSQL) can hold what it gives.
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON: lone surrogate in a string.")
     if not isinstance(body, dict):
         raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object.")
     return body

@@ -7,7 +7,8 @@ from hs.storage.devices import DeviceStore
 
 
 class AccountHandler:
-    def __init__(self, db, accounts, hasher, uia, registration):
+    def __init__(self, config, db, accounts, hasher, uia, registration):
+        self.config = config
         self.db = db
         self.accounts = accounts
         self.hasher = hasher
@@ -15,6 +16,8 @@ class AccountHandler:
         self.registration = registration
 
     def change_password(self, req, requester, body: dict) -> None:
+        if not self.config.password_enabled:
+            raise MatrixError(403, Codes.FORBIDDEN, "Password changes are disabled on this server")
         new_password = body.get("new_password")
         if new_password is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: new_password")

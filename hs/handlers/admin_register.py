@@ -11,6 +11,11 @@ from hs.errors import Codes, MatrixError
 from hs.storage.accounts import AccountStore
 
 NONCE_LIFETIME_S = 60.0
+# GET nonce is unauthenticated: past this many outstanding nonces the oldest are dropped, so
+# asking for nonces in a loop cannot grow memory without bound.
+MAX_NONCES = 10_000
+# Synapse's UserTypes.ALL_USER_TYPES.
+USER_TYPES = ("support", "bot")
 
 
 class AdminRegistrationHandler:
@@ -31,6 +36,8 @@ class AdminRegistrationHandler:
         self._require_secret()
         now = time.monotonic()
         self._nonces = {n: t for n, t in self._nonces.items() if now - t < NONCE_LIFETIME_S}
+        while len(self._nonces) >= MAX_NONCES:
+            del self._nonces[next(iter(self._nonces))]  # dicts keep insertion order: the oldest
         nonce = secrets.token_hex(32)
         self._nonces[nonce] = now
         return nonce
@@ -50,6 +57,12 @@ class AdminRegistrationHandler:
         if not isinstance(admin, bool) or (user_type is not None and not isinstance(user_type, str)) or (
                 displayname is not None and not isinstance(displayname, str)):
             raise MatrixError(400, Codes.BAD_JSON, "admin must be a boolean; user_type and displayname strings")
+        if user_type is not None and user_type not in USER_TYPES:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user type")
+        # NUL separates the fields under the MAC: one inside a field could move bytes from one
+        # field to the next under the same MAC (Synapse refuses them too).
+        if any("\x00" in fields[key] for key in ("username", "password")) or "\x00" in (displayname or ""):
+            raise MatrixError(400, Codes.INVALID_PARAM, "username, password and displayname may not contain NUL")
         issued = self._nonces.pop(fields["nonce"], None)
         if issued is None or time.monotonic() - issued >= NONCE_LIFETIME_S:
             raise MatrixError(400, Codes.UNKNOWN, "unrecognised nonce")
@@ -58,7 +71,8 @@ class AdminRegistrationHandler:
         if user_type:
             parts.append(user_type)
         mac.update(b"\x00".join(p.encode("utf-8") for p in parts))
-        if not hmac.compare_digest(mac.hexdigest(), fields["mac"]):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 403).
+        if not hmac.compare_digest(mac.hexdigest().encode("ascii"), fields["mac"].encode("utf-8")):
             raise MatrixError(403, Codes.FORBIDDEN, "HMAC incorrect")
         user_id = self.registration.check_username(fields["username"])
         password_hash = self.hasher.hash(fields["password"])

@@ -65,14 +65,14 @@ class AuthHandler:
             return value.strip()
         return req.get_param("access_token")
 
-    def authenticate(self, token: str | None, req=None) -> Requester:
+    def authenticate(self, token: str | None, req=None, *, allow_expired: bool = False) -> Requester:
         if not token:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
         info = self.tokens.get_access_token(token)
         if info is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
         now = now_ms()
-        if info.valid_until_ts is not None and info.valid_until_ts < now:
+        if info.valid_until_ts is not None and info.valid_until_ts < now and not allow_expired:
             # The session is alive but this token expired: the client should refresh, not log out.
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token has expired", soft_logout=True)
         if info.deactivated:

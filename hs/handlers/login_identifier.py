@@ -19,6 +19,9 @@ def user_id_from_identifier(body: dict, server_name: str) -> str | None:
             return None
     if not isinstance(user, str) or not user:
         raise MatrixError(400, Codes.BAD_JSON, "user must be a non-empty string")
+    if "\x00" in user:
+        # No user ID holds one, and PostgreSQL text cannot carry one into a query.
+        raise MatrixError(400, Codes.INVALID_PARAM, "user must not contain NUL")
     if user.startswith("@"):
         return user
     return f"@{user.lower()}:{server_name}"

@@ -43,6 +43,9 @@ class ProfileHandler:
         limit = MAX_DISPLAYNAME_LENGTH if field == "displayname" else MAX_AVATAR_URL_LENGTH
         if value is not None and (not isinstance(value, str) or len(value) > limit):
             raise MatrixError(400, Codes.BAD_JSON, f"{field} must be a string of at most {limit} characters")
+        if value is not None and "\x00" in value:
+            # PostgreSQL text cannot hold NUL.
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{field} must not contain NUL")
         if field == "avatar_url" and value and not value.startswith("mxc://"):
             raise MatrixError(400, Codes.INVALID_PARAM, "avatar_url must be an mxc:// URI")
         self.accounts.set_profile_field(user_id, field, value or None)

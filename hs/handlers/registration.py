@@ -3,8 +3,8 @@
 import re
 
 from hs.clock import now_ms
-from hs.errors import Codes, MatrixError
-from hs.handlers.sessions import MAX_DEVICE_ID_LENGTH, new_device_id
+from hs.errors import Codes, InteractiveAuthRequired, MatrixError
+from hs.handlers.sessions import MAX_DEVICE_ID_LENGTH, check_no_nul, new_device_id
 from hs.handlers.uia import DUMMY, REGISTRATION_TOKEN
 from hs.identifiers import check_new_localpart
 from hs.storage.accounts import AccountStore
@@ -53,11 +53,14 @@ class RegistrationHandler:
                 raise MatrixError(400, Codes.WEAK_PASSWORD, message)
 
     def register(self, req, body: dict, kind: str) -> dict:
-        self.limiters.registration.check(req.context.client_ip)
         if kind == "guest":
+            self.limiters.registration.check(req.context.client_ip)
             return self._register_guest(body)
         if kind != "user":
             raise MatrixError(400, Codes.INVALID_PARAM, "kind must be user or guest")
+        # The limit counts registrations and failed stages, not requests: a UIA exchange takes
+        # several requests per account, so here it is only asked.
+        self.limiters.registration.check(req.context.client_ip, consume=False)
         if not self.config.enable_registration:
             raise MatrixError(403, Codes.FORBIDDEN, "Registration has been disabled")
         username, password, device_id, display_name, inhibit_login, want_refresh = self._parse(body)
@@ -66,9 +69,19 @@ class RegistrationHandler:
         user_id = self.check_username(username) if username is not None else None
         if password is not None:
             self.check_password_policy(password)
-        elif self.config.password_enabled:
+        elif self.config.password_enabled and body.get("auth") is not None:
+            # A body with no `auth` may just be asking for the flows (clients send `{}` for that);
+            # once a stage is attempted, the password must be there before the session is spent.
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: password")
-        results = self.uia.check(req, body, self.flows())
+        try:
+            results = self.uia.check(req, body, self.flows())
+        except InteractiveAuthRequired as e:
+            if "errcode" in e.body:
+                # A failed stage costs like a registration: registration tokens are secrets, and
+                # guessing them through the stage must be no cheaper than through /validity.
+                self._charge_registration(req.context.client_ip)
+            raise
+        self.limiters.registration.check(req.context.client_ip)
         password_hash = self.hasher.hash(password) if password is not None else None
         registration_token = results.get(REGISTRATION_TOKEN)
         if user_id is None:
@@ -88,6 +101,12 @@ class RegistrationHandler:
         result["home_server"] = self.config.server_name
         return result
 
+    def _charge_registration(self, client_ip) -> None:
+        try:
+            self.limiters.registration.check(client_ip)
+        except MatrixError:
+            pass  # already out of tokens: the next request is refused up front
+
     def _generated_user_id(self) -> str:
         # Registration without a username: a random lower-case localpart that is not numeric.
         return f"@{new_device_id().lower()}:{self.config.server_name}"
@@ -95,12 +114,16 @@ class RegistrationHandler:
     def _register_guest(self, body) -> dict:
         if not self.config.allow_guest_access:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
-        _, _, _, display_name, _, want_refresh = self._parse(body)
+        # The spec: for guests every parameter but initial_device_display_name is ignored, and
+        # the server picks the device ID.
+        display_name = body.get("initial_device_display_name")
+        if not isinstance(display_name, str) or "\x00" in display_name:
+            display_name = None
         user_id = f"@{self.accounts.next_guest_localpart()}:{self.config.server_name}"
 
         def txn(cur):
             AccountStore.insert_user_txn(cur, user_id, None, now_ms(), is_guest=True)
-            return self.sessions.create_session_txn(cur, user_id, None, display_name, want_refresh)
+            return self.sessions.create_session_txn(cur, user_id, None, display_name, False)
         result = self.db.run_txn("register_guest", txn)
         result["home_server"] = self.config.server_name
         return result
@@ -120,6 +143,7 @@ class RegistrationHandler:
         want_refresh = optional("refresh_token", bool, "a boolean") or False
         if device_id is not None and not 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH:
             raise MatrixError(400, Codes.BAD_JSON, "device_id must be a non-empty string")
+        check_no_nul(device_id=device_id, initial_device_display_name=display_name)
         if password is not None and len(password) > 512:
             raise MatrixError(400, Codes.BAD_JSON, "Password too long")
         return username, password, device_id, display_name, inhibit_login, want_refresh

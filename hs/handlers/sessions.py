@@ -7,11 +7,20 @@ from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
 from hs.handlers.auth import new_token
 from hs.handlers.login_identifier import user_id_from_identifier
+from hs.storage.accounts import User
 from hs.storage.devices import DeviceStore
 from hs.storage.tokens import TokenStore
 
 _DEVICE_ID_ALPHABET = string.ascii_uppercase
 MAX_DEVICE_ID_LENGTH = 512
+
+
+def check_no_nul(**fields) -> None:
+    """PostgreSQL text cannot hold NUL: a string bound for the database with one is refused
+    here, as the client's mistake, rather than failing in the query as a 500."""
+    for name, value in fields.items():
+        if value is not None and "\x00" in value:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must not contain NUL")
 
 
 def new_device_id() -> str:
@@ -26,6 +35,7 @@ class SessionHandler:
         self.tokens = tokens
         self.hasher = hasher
         self.limiters = limiters
+        self._dummy_password_hash = None
 
     def create_session_txn(self, cur, user_id, device_id, display_name, want_refresh) -> dict:
         """Inside the caller's transaction, so a registration and its first session commit together."""
@@ -62,22 +72,8 @@ class SessionHandler:
     def login(self, body: dict, client_ip: str) -> dict:
         kind = body.get("type")
         self.limiters.login_address.check(client_ip)
-        if kind == "m.login.password":
-            user_id = self._check_password_login(body)
-        elif kind == "m.login.token":
-            token = body.get("token")
-            if not isinstance(token, str):
-                raise MatrixError(400, Codes.BAD_JSON, "token must be a string")
-            user_id = self.tokens.consume_login_token(token, now_ms())
-            if user_id is None:
-                raise MatrixError(403, Codes.FORBIDDEN, "Invalid login token")
-        else:
-            raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
-        user = self.accounts.get_user(user_id)
-        if user is None:
-            raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
-        if user.deactivated:
-            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        # Everything about the new session is checked before the credentials: a malformed
+        # device_id must not cost the client its single-use login token.
         device_id = body.get("device_id")
         display_name = body.get("initial_device_display_name")
         if device_id is not None and (not isinstance(device_id, str) or not device_id
@@ -85,15 +81,30 @@ class SessionHandler:
             raise MatrixError(400, Codes.BAD_JSON, "device_id must be a non-empty string")
         if display_name is not None and not isinstance(display_name, str):
             raise MatrixError(400, Codes.BAD_JSON, "initial_device_display_name must be a string")
+        check_no_nul(device_id=device_id, initial_device_display_name=display_name)
         want_refresh = body.get("refresh_token", False)
         if not isinstance(want_refresh, bool):
             raise MatrixError(400, Codes.BAD_JSON, "refresh_token must be a boolean")
+        if kind == "m.login.password":
+            user = self._check_password_login(body)
+        elif kind == "m.login.token":
+            token = body.get("token")
+            if not isinstance(token, str):
+                raise MatrixError(400, Codes.BAD_JSON, "token must be a string")
+            user_id = self.tokens.consume_login_token(token, now_ms())
+            user = self.accounts.get_user(user_id) if user_id is not None else None
+            if user is None:
+                raise MatrixError(403, Codes.FORBIDDEN, "Invalid login token")
+        else:
+            raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
+        if user.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
         result = self.create_session(user.user_id, device_id, display_name, want_refresh)
         result["home_server"] = self.config.server_name
         result["well_known"] = {"m.homeserver": {"base_url": self.config.client_base_url()}}
         return result
 
-    def _check_password_login(self, body) -> str:
+    def _check_password_login(self, body) -> User:
         if not self.config.password_enabled:
             raise MatrixError(400, Codes.UNKNOWN, "Password login has been disabled")
         claimed = user_id_from_identifier(body, self.config.server_name)
@@ -106,10 +117,23 @@ class SessionHandler:
         self.limiters.login_failed.check(key, consume=False)
         self.limiters.login_account.check(key)
         user = self.accounts.find_user_case_insensitive(claimed)
-        if user is None or not self.hasher.verify(user.password_hash, password):
+        if user is not None and user.deactivated:
+            # Deactivation wipes the password hash, so the password cannot be checked; Synapse
+            # answers M_USER_DEACTIVATED here too (the spec also allows M_FORBIDDEN).
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        # An unknown user (or one without a password) is checked against a dummy hash, so the
+        # answer takes as long as for a wrong password and does not tell which accounts exist.
+        has_password = user is not None and bool(user.password_hash)
+        matches = self.hasher.verify(user.password_hash if has_password else self._dummy_hash(), password)
+        if not (has_password and matches):
             self.limiters.login_failed.check(key)
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
-        return user.user_id
+        return user
+
+    def _dummy_hash(self) -> str:
+        if self._dummy_password_hash is None:
+            self._dummy_password_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy_password_hash
 
     def refresh(self, refresh_token: str) -> dict:
         def txn(cur):
@@ -126,7 +150,8 @@ class SessionHandler:
 
     def create_login_token(self, user_id: str) -> dict:
         token = new_token("hsl")
-        self.tokens.insert_login_token(token, user_id, now_ms() + self.config.login_token_timeout_ms)
+        now = now_ms()
+        self.tokens.insert_login_token(token, user_id, now + self.config.login_token_timeout_ms, now)
         return {"login_token": token, "expires_in_ms": self.config.login_token_timeout_ms}
 
     def logout(self, requester) -> None:

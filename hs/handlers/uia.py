@@ -13,6 +13,7 @@ from hs.handlers.login_identifier import user_id_from_identifier
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+SWEEP_INTERVAL_MS = 60_000
 
 
 class UiaHandler:
@@ -25,6 +26,7 @@ class UiaHandler:
         self.registration_tokens = registration_tokens
         self.failed_login_limiter = failed_login_limiter
         self.session_lifetime_ms = session_lifetime_ms
+        self._last_sweep_ms = 0
 
     def check(self, req, body: dict, flows: list[list[str]], params: dict | None = None,
               *, user_id: str | None = None) -> dict:
@@ -35,6 +37,9 @@ class UiaHandler:
         if auth is not None and not isinstance(auth, dict):
             raise MatrixError(400, Codes.BAD_JSON, "auth must be an object")
         session = self._session_for(req, auth)
+        if session.completed in flows:
+            # Another request finished this session's flow and is about to consume it.
+            raise MatrixError(400, Codes.UNKNOWN, "Unknown session ID")
         if not auth or "type" not in auth:
             raise InteractiveAuthRequired(self._progress(flows, params, session))
         stage = auth["type"]
@@ -72,16 +77,22 @@ class UiaHandler:
         now = now_ms()
         session_id = auth.get("session") if auth else None
         if session_id is None:
+            # Every unauthenticated first request leaves a row: sweep expired ones now and then,
+            # not only when a client comes back with a session that has gone.
+            if now - self._last_sweep_ms > SWEEP_INTERVAL_MS:
+                self._last_sweep_ms = now
+                self.store.delete_expired(now - self.session_lifetime_ms)
             session_id = secrets.token_urlsafe(24)
-            self.store.create_session(session_id, now, req.method, req.path)
+            self.store.create_session(session_id, now, req.method, req.path, _requester_id(req))
             return self.store.get_session(session_id)
         if not isinstance(session_id, str):
             raise MatrixError(400, Codes.BAD_JSON, "auth.session must be a string")
-        session = self.store.get_session(session_id)
+        # No stored session ID has a NUL (and PostgreSQL text cannot be asked about one).
+        session = self.store.get_session(session_id) if "\x00" not in session_id else None
         if session is None or session.created_ts + self.session_lifetime_ms < now:
             self.store.delete_expired(now - self.session_lifetime_ms)
             raise MatrixError(400, Codes.UNKNOWN, "Unknown session ID")
-        if (session.method, session.uri) != (req.method, req.path):
+        if (session.method, session.uri, session.user_id) != (req.method, req.path, _requester_id(req)):
             raise MatrixError(403, Codes.FORBIDDEN,
                               "Requested operation has changed during the UI authentication session")
         return session
@@ -103,13 +114,22 @@ class UiaHandler:
         password = auth.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, Codes.BAD_JSON, "password must be a string")
-        self.failed_login_limiter.check(user_id, consume=False)
+        if user_id is None:
+            raise MatrixError(401, Codes.FORBIDDEN, "No account to check a password against")
+        # The same key as /login uses, so failures here and there add up.
+        limiter_key = user_id.lower()
+        self.failed_login_limiter.check(limiter_key, consume=False)
         user = self.accounts.get_user(user_id)
         # The identifier, if given, must name the account being changed: a password of another
         # account proves nothing about this one.
         ok = (user is not None and (claimed is None or claimed.lower() == user_id.lower())
               and self.hasher.verify(user.password_hash, password))
         if not ok:
-            self.failed_login_limiter.check(user_id)
+            self.failed_login_limiter.check(limiter_key)
             raise MatrixError(401, Codes.FORBIDDEN, "Invalid password")
         return user_id
+
+
+def _requester_id(req) -> str | None:
+    requester = req.context.get("requester")
+    return requester.user_id if requester else None

@@ -13,13 +13,10 @@ class Device:
     last_seen_ip: str | None
 
     def to_json(self, user_id: str) -> dict:
-        body = {"device_id": self.device_id, "user_id": user_id}
-        if self.display_name is not None:
-            body["display_name"] = self.display_name
-        if self.last_seen_ts is not None:
-            body["last_seen_ts"] = self.last_seen_ts
-            body["last_seen_ip"] = self.last_seen_ip
-        return body
+        # Unknown values are null rather than absent (the spec says absent): Synapse sends null,
+        # and clients written against it, matrix-nio among them, reject a device without the keys.
+        return {"device_id": self.device_id, "user_id": user_id, "display_name": self.display_name,
+                "last_seen_ip": self.last_seen_ip, "last_seen_ts": self.last_seen_ts}
 
 
 _COLUMNS = "device_id, display_name, last_seen_ts, last_seen_ip"

@@ -10,6 +10,8 @@ class RegistrationTokenStore:
         self.db = db
 
     def is_valid(self, token: str, now_ms: int) -> bool:
+        if "\x00" in token:
+            return False  # PostgreSQL text holds no NUL, so no stored token has one
         return bool(self.db.execute("registration_token_valid",
                                     f"SELECT 1 FROM registration_tokens WHERE token = %s AND {_VALID}",
                                     (token, now_ms)))
@@ -18,6 +20,8 @@ class RegistrationTokenStore:
     def consume_txn(cur, token: str, now_ms: int) -> bool:
         """Counts one use, atomically, only on a registration that succeeds: concurrent
         registrations cannot overdraw a token, and abandoned sessions use nothing."""
+        if "\x00" in token:
+            return False
         cur.execute(f"UPDATE registration_tokens SET completed = completed + 1 WHERE token = %s AND {_VALID}",
                     (token, now_ms))
         return cur.rowcount == 1

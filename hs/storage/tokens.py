@@ -79,14 +79,23 @@ class TokenStore:
 
     @staticmethod
     def replace_refresh_token_txn(cur, old: RefreshTokenInfo, new_token_id: int) -> None:
-        """The old token now points at its successor; a still older one is retired for good."""
+        """The old token now points at its successor; a still older one is retired for good.
+
+        If the old token had been refreshed before (the client never saw or never used that
+        answer), the earlier successor and its access token go: one device, one live chain."""
         cur.execute("UPDATE refresh_tokens SET next_token_id = %s WHERE id = %s", (new_token_id, old.token_id))
+        if old.next_token_id is not None:
+            # After the UPDATE: the FK cascade would otherwise delete `old` along with it.
+            cur.execute("DELETE FROM refresh_tokens WHERE id = %s", (old.next_token_id,))
         cur.execute("DELETE FROM refresh_tokens WHERE next_token_id = %s", (old.token_id,))
 
-    def insert_login_token(self, token: str, user_id: str, expiry_ts: int) -> None:
-        self.db.execute("insert_login_token",
-                        "INSERT INTO login_tokens (token_hash, user_id, expiry_ts) VALUES (%s, %s, %s)",
+    def insert_login_token(self, token: str, user_id: str, expiry_ts: int, now_ms: int) -> None:
+        def txn(cur):
+            # Tokens nobody used would pile up otherwise; minting a new one is a fine time to sweep.
+            cur.execute("DELETE FROM login_tokens WHERE expiry_ts < %s", (now_ms,))
+            cur.execute("INSERT INTO login_tokens (token_hash, user_id, expiry_ts) VALUES (%s, %s, %s)",
                         (token_digest(token), user_id, expiry_ts))
+        self.db.run_txn("insert_login_token", txn)
 
     def consume_login_token(self, token: str, now_ms: int) -> str | None:
         """The token's user, once: a second use, or an expired token, gives None."""

@@ -12,6 +12,7 @@ class UiaSession:
     created_ts: int
     method: str
     uri: str
+    user_id: str | None
     completed: list
     stage_results: dict
 
@@ -20,14 +21,14 @@ class UiaStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def create_session(self, session_id: str, now_ms: int, method: str, uri: str) -> None:
+    def create_session(self, session_id: str, now_ms: int, method: str, uri: str, user_id: str | None) -> None:
         self.db.execute("create_uia_session",
-                        "INSERT INTO ui_auth_sessions (session_id, created_ts, method, uri) VALUES (%s, %s, %s, %s)",
-                        (session_id, now_ms, method, uri))
+                        "INSERT INTO ui_auth_sessions (session_id, created_ts, method, uri, user_id)"
+                        " VALUES (%s, %s, %s, %s, %s)", (session_id, now_ms, method, uri, user_id))
 
     def get_session(self, session_id: str) -> UiaSession | None:
         rows = self.db.execute("get_uia_session",
-                               "SELECT session_id, created_ts, method, uri, completed, stage_results"
+                               "SELECT session_id, created_ts, method, uri, user_id, completed, stage_results"
                                " FROM ui_auth_sessions WHERE session_id = %s", (session_id,))
         return UiaSession(*rows[0]) if rows else None
 

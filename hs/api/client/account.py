@@ -6,6 +6,8 @@ from hs.api.routes import add_client_route
 
 
 class WhoamiResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def on_get(self, req, resp):
         requester = req.context.requester
         resp.media = {"user_id": requester.user_id, "device_id": requester.device_id,

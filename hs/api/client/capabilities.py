@@ -6,6 +6,7 @@ from hs.events.room_versions import KNOWN_ROOM_VERSIONS
 
 
 class CapabilitiesResource(Resource):
+    guest_access = frozenset({"GET"})
     def __init__(self, config):
         self.config = config
 

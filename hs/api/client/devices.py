@@ -6,6 +6,7 @@ from hs.api.routes import add_client_route
 
 
 class DevicesResource(Resource):
+    guest_access = frozenset({"GET"})
     def __init__(self, handler):
         self.handler = handler
 
@@ -14,6 +15,7 @@ class DevicesResource(Resource):
 
 
 class DeviceResource(Resource):
+    guest_access = frozenset({"GET", "PUT"})
     def __init__(self, handler):
         self.handler = handler
 

@@ -55,6 +55,8 @@ class RefreshResource(Resource):
 
 
 class LogoutResource(Resource):
+    guest_access = frozenset({"POST"})
+    allow_expired = frozenset({"POST"})
     def __init__(self, sessions, everywhere: bool):
         self.sessions = sessions
         self.everywhere = everywhere

@@ -16,6 +16,7 @@ class ProfileResource(Resource):
 
 
 class ProfileFieldResource(Resource):
+    guest_access = frozenset({"PUT"})
     public = frozenset({"GET"})
 
     def __init__(self, handler):

@@ -47,9 +47,11 @@ class RegistrationTokenValidityResource(Resource):
         self.limiters = limiters
 
     def on_get(self, req, resp):
-        if not self.config.registration_requires_token:
-            raise MatrixError(403, Codes.FORBIDDEN, "Registration tokens are not required")
+        # As the spec words it, 403 means "registration is not permitted, so no token is valid".
+        # With tokens not required the table still answers (Synapse does the same).
         self.limiters.registration.check(req.context.client_ip)
+        if not self.config.enable_registration:
+            raise MatrixError(403, Codes.FORBIDDEN, "Registration is not enabled on this homeserver.")
         token = req.get_param("token")
         if token is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: token")

@@ -56,12 +56,17 @@ CREATE TABLE access_tokens (
     FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
 );
 CREATE INDEX access_tokens_device ON access_tokens (user_id, device_id);
+-- Refreshing and device deletion delete by these columns (directly and by cascade).
+CREATE INDEX access_tokens_refresh_token ON access_tokens (refresh_token_id);
+CREATE INDEX refresh_tokens_next_token ON refresh_tokens (next_token_id);
+CREATE INDEX refresh_tokens_device ON refresh_tokens (user_id, device_id);
 
 CREATE TABLE login_tokens (
     token_hash BYTEA PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
     expiry_ts BIGINT NOT NULL
 );
+CREATE INDEX login_tokens_expiry ON login_tokens (expiry_ts);
 
 CREATE TABLE ui_auth_sessions (
     session_id TEXT PRIMARY KEY,
@@ -69,10 +74,13 @@ CREATE TABLE ui_auth_sessions (
     -- The request the session was started for; a session cannot be moved to another.
     method TEXT NOT NULL,
     uri TEXT NOT NULL,
+    -- Who opened it, when the request was authenticated: nobody else may continue it.
+    user_id TEXT,
     -- Stages completed so far, and data they left for the endpoint (the registration token used).
     completed JSONB NOT NULL DEFAULT '[]',
     stage_results JSONB NOT NULL DEFAULT '{}'
 );
+CREATE INDEX ui_auth_sessions_created ON ui_auth_sessions (created_ts);
 
 CREATE TABLE registration_tokens (
     token TEXT PRIMARY KEY,
