@@ -170,14 +170,21 @@ def _gunicorn_command(config) -> list[str]:
             *binds, APP]
 
 
+def _load(config_path: str):
+    """The config, or None after telling the admin what is wrong with it."""
+    try:
+        return load_config(config_path)
+    except ConfigError as e:
+        _say(f"Config error: {e}")
+        return None
+
+
 def start(config_path: str) -> int:
     if not os.path.exists(config_path):
         _say(f"{config_path} not found: generating a config for server name 'localhost'")
         generate("localhost", config_path)
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        _say(f"Config error: {e}")
+    config = _load(config_path)
+    if config is None:
         return 1
     pid = _read_pid(config.pid_file)
     if pid and _is_our_server(pid, config.pid_file):
@@ -267,10 +274,8 @@ def _stop_group(pid: int, pgid: int | None) -> bool:
 
 
 def stop(config_path: str) -> int:
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        _say(f"Config error: {e}")
+    config = _load(config_path)
+    if config is None:
         return 1
     pid = _read_pid(config.pid_file)
     if pid is None or not _pid_alive(pid):
