@@ -16,7 +16,7 @@ class EventFormat:
 class StateRes:
     V1 = "v1"
     V2 = "v2"
-    V2_1 = "v2.1"  # v12: iterative auth checks start from the create event's state, not empty
+    V2_1 = "v2.1"  # v12: first auth checks start from empty state; conflicted subgraph included
 
 
 class Redaction:
