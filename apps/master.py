@@ -7,13 +7,14 @@ import os
 
 from hs.api import admin, admin_tokens, server_key, wellknown
 from hs.api.app import build_app
-from hs.api.client import account, capabilities, devices, login, profile, register, versions
+from hs.api.client import (account, capabilities, devices, filter, login, membership, profile, register,
+                           rooms, versions)
 from hs.config import load_config
 from hs.logging_setup import setup_logging
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
 
 RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account, devices, profile, admin,
-                    admin_tokens, server_key)
+                    admin_tokens, server_key, rooms, membership, filter)
 
 
 def create_app(config_path: str):

@@ -35,3 +35,14 @@ def check_new_localpart(localpart: str, server_name: str) -> None:
         raise MatrixError(400, Codes.INVALID_USERNAME, "Numeric user IDs are reserved for guest users")
     if len(f"@{localpart}:{server_name}".encode("utf-8")) > MAX_USER_ID_LENGTH:
         raise MatrixError(400, Codes.INVALID_USERNAME, f"User ID may not be longer than {MAX_USER_ID_LENGTH} bytes")
+
+
+def check_room_id(room_id: str) -> None:
+    """A room ID is '!' opaque ':' server, or (room v12) '!' and a reference hash."""
+    if not room_id.startswith("!") or len(room_id) < 2 or len(room_id.encode("utf-8")) > 255 or "\x00" in room_id:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid room ID {room_id!r}")
+
+
+def check_event_id(event_id: str) -> None:
+    if not event_id.startswith("$") or len(event_id) < 2 or len(event_id.encode("utf-8")) > 255 or "\x00" in event_id:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid event ID {event_id!r}")

@@ -14,8 +14,14 @@ from hs.handlers.admin_register import AdminRegistrationHandler
 from hs.handlers.admin_tokens import RegistrationTokenAdminHandler
 from hs.handlers.auth import AuthHandler, PasswordHasher
 from hs.handlers.devices import DeviceHandler
+from hs.handlers.event_creation import EventCreationHandler
+from hs.handlers.filters import FilterHandler
+from hs.handlers.membership import MembershipHandler
 from hs.handlers.profile import ProfileHandler
+from hs.handlers.redaction import RedactionHandler
 from hs.handlers.registration import RegistrationHandler
+from hs.handlers.room_creation import RoomCreationHandler
+from hs.handlers.room_reads import RoomReadHandler
 from hs.handlers.sessions import SessionHandler
 from hs.handlers.uia import UiaHandler
 from hs.ratelimit import RateLimiter
@@ -23,8 +29,13 @@ from hs.storage.accounts import AccountStore
 from hs.storage.database import Database
 from hs.storage.devices import DeviceStore
 from hs.storage.embedded import start_embedded_postgres
+from hs.storage.events import EventStore
+from hs.storage.filters import FilterStore
+from hs.storage.id_generator import StreamIdGenerator
 from hs.storage.migrations import apply_migrations
 from hs.storage.registration_tokens import RegistrationTokenStore
+from hs.storage.rooms import RoomStore
+from hs.storage.state import StateStore
 from hs.storage.tokens import TokenStore
 from hs.storage.uia import UiaStore
 
@@ -89,3 +100,20 @@ class HomeServer:
         self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,
                                                            self.sessions)
         self.registration_token_admin = RegistrationTokenAdminHandler(self.accounts, self.registration_tokens)
+
+        self.rooms = RoomStore(db)
+        self.state = StateStore(db)
+        self.events = EventStore(db, self.state)
+        # Only the master writes events; it is the single allocator of their stream ids.
+        self.event_stream = StreamIdGenerator(db, "events", "stream_ordering")
+        self.event_creation = EventCreationHandler(config, db, self.rooms, self.events, self.state,
+                                                   self.event_stream, signing_keys[0])
+        self.membership = MembershipHandler(config, self.rooms, self.events, self.state, self.event_creation,
+                                            self.accounts)
+        self.room_creation = RoomCreationHandler(config, self.rooms, self.event_creation, self.membership,
+                                                 self.accounts)
+        self.room_reads = RoomReadHandler(self.rooms, self.events, self.state)
+        self.redactions = RedactionHandler(self.rooms, self.events, self.state, self.event_creation)
+
+        self.filters = FilterStore(db)
+        self.filter_handler = FilterHandler(self.filters)

@@ -28,6 +28,10 @@ class PduFormatError(ValueError):
     """The PDU does not have the format of its room version; the message says why."""
 
 
+class PduTooLargeError(PduFormatError):
+    """The event, or one of its IDs, is over the spec's size limits."""
+
+
 def validate_pdu_format(room_version: RoomVersion, pdu: dict) -> None:
     """Raise PduFormatError unless ``pdu`` is a well-formed event of ``room_version``."""
     if not isinstance(pdu, dict):
@@ -129,7 +133,7 @@ def _check_size(room_version: RoomVersion, pdu: dict) -> None:
     except (ValueError, TypeError, RecursionError) as e:
         raise PduFormatError(f"event is not canonical JSON: {e}") from None
     if len(encoded) > MAX_PDU_SIZE:
-        raise PduFormatError(f"event is larger than {MAX_PDU_SIZE} bytes")
+        raise PduTooLargeError(f"event is larger than {MAX_PDU_SIZE} bytes")
 
 
 def _require_type(pdu: dict, key: str, expected: type, description: str) -> None:
@@ -152,7 +156,7 @@ def _require_int(pdu: dict, key: str, minimum: int, maximum: int) -> None:
 
 def _check_id_length(pdu: dict, key: str) -> None:
     if len(pdu[key].encode("utf-8", "surrogatepass")) > _MAX_ID_BYTES:
-        raise PduFormatError(f"'{key}' is longer than {_MAX_ID_BYTES} bytes")
+        raise PduTooLargeError(f"'{key}' is longer than {_MAX_ID_BYTES} bytes")
 
 
 def _has_server_name(identifier: str, sigil: str) -> bool:

@@ -1,0 +1,179 @@
+"""Rooms: createRoom, sending, state, redaction, and reading events, members and pages."""
+
+from hs.api.app import Resource
+from hs.api.request import json_body, query_int
+from hs.api.routes import add_client_route
+from hs.errors import Codes, MatrixError
+from hs.identifiers import check_event_id, check_room_id
+
+DEFAULT_PAGE = 10
+
+
+class CreateRoomResource(Resource):
+    def __init__(self, handler):
+        self.handler = handler
+
+    def on_post(self, req, resp):
+        resp.media = self.handler.create_room(req.context.requester, json_body(req, allow_empty=True))
+
+
+class SendResource(Resource):
+    def __init__(self, creation, limiters):
+        self.creation = creation
+        self.limiters = limiters
+
+    def on_put(self, req, resp, room_id, event_type, txn_id):
+        check_room_id(room_id)
+        requester = req.context.requester
+        content = json_body(req, allow_empty=True)
+        self.limiters.message.check(requester.user_id)
+        txn_key = (requester.user_id, requester.device_id, f"send {room_id} {event_type}", txn_id)
+        event_id = self.creation.send(room_id, requester.user_id, event_type, content, txn_key=txn_key,
+                                      relation=_relation(content))
+        resp.media = {"event_id": event_id}
+
+
+class StateEventResource(Resource):
+    def __init__(self, creation, reads):
+        self.creation = creation
+        self.reads = reads
+
+    def on_get(self, req, resp, room_id, event_type, state_key=""):
+        check_room_id(room_id)
+        stored = self.reads.get_state_event(req.context.requester, room_id, event_type, state_key)
+        if req.get_param("format") == "event":
+            resp.media = self.reads.serialize([stored], room_id)[0]
+        else:
+            resp.media = self.reads.serialize([stored], room_id)[0]["content"]
+
+    def on_put(self, req, resp, room_id, event_type, state_key=""):
+        check_room_id(room_id)
+        requester = req.context.requester
+        content = json_body(req, allow_empty=True)
+        event_id = self.creation.send(room_id, requester.user_id, event_type, content, state_key=state_key)
+        resp.media = {"event_id": event_id}
+
+    # /state/{type} with no state key means the empty state key.
+    on_get_empty = on_get
+    on_put_empty = on_put
+
+
+class StateResource(Resource):
+    def __init__(self, reads):
+        self.reads = reads
+
+    def on_get(self, req, resp, room_id):
+        check_room_id(room_id)
+        resp.media = self.reads.get_state(req.context.requester, room_id)
+
+
+class RedactResource(Resource):
+    def __init__(self, redactions):
+        self.redactions = redactions
+
+    def on_put(self, req, resp, room_id, event_id, txn_id):
+        check_room_id(room_id)
+        check_event_id(event_id)
+        body = json_body(req, allow_empty=True)
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
+        resp.media = {"event_id": self.redactions.redact(req.context.requester, room_id, event_id, reason, txn_id)}
+
+
+class EventResource(Resource):
+    def __init__(self, reads):
+        self.reads = reads
+
+    def on_get(self, req, resp, room_id, event_id):
+        check_room_id(room_id)
+        check_event_id(event_id)
+        resp.media = self.reads.get_event(req.context.requester, room_id, event_id)
+
+
+class MembersResource(Resource):
+    def __init__(self, reads):
+        self.reads = reads
+
+    def on_get(self, req, resp, room_id):
+        check_room_id(room_id)
+        memberships = ("join", "invite", "knock", "leave", "ban")
+        membership, not_membership = req.get_param("membership"), req.get_param("not_membership")
+        for value in (membership, not_membership):
+            if value is not None and value not in memberships:
+                raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown membership {value!r}")
+        resp.media = {"chunk": self.reads.get_members(req.context.requester, room_id, at=req.get_param("at"),
+                                                      membership=membership, not_membership=not_membership)}
+
+
+class JoinedMembersResource(Resource):
+    def __init__(self, reads):
+        self.reads = reads
+
+    def on_get(self, req, resp, room_id):
+        check_room_id(room_id)
+        resp.media = {"joined": self.reads.get_joined_members(req.context.requester, room_id)}
+
+
+class MessagesResource(Resource):
+    def __init__(self, reads, filters):
+        self.reads = reads
+        self.filters = filters
+
+    def on_get(self, req, resp, room_id):
+        check_room_id(room_id)
+        direction = req.get_param("dir")
+        if direction is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: dir")
+        if direction not in ("b", "f"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "dir must be b or f")
+        requester = req.context.requester
+        event_filter = self.filters.room_event_filter(req.get_param("filter"))
+        limit = query_int(req, "limit", DEFAULT_PAGE, minimum=0)
+        if event_filter is not None and event_filter.limit is not None:
+            limit = event_filter.limit
+        resp.media = self.reads.get_messages(requester, room_id, from_token=req.get_param("from"),
+                                             to_token=req.get_param("to"), direction=direction,
+                                             limit=min(limit, 1000), event_filter=event_filter)
+
+
+class ContextResource(Resource):
+    def __init__(self, reads, filters):
+        self.reads = reads
+        self.filters = filters
+
+    def on_get(self, req, resp, room_id, event_id):
+        check_room_id(room_id)
+        check_event_id(event_id)
+        requester = req.context.requester
+        event_filter = self.filters.room_event_filter(req.get_param("filter"))
+        limit = min(query_int(req, "limit", DEFAULT_PAGE, minimum=0), 100)
+        resp.media = self.reads.get_context(requester, room_id, event_id, limit, event_filter)
+
+
+def _relation(content: dict) -> tuple | None:
+    relates = content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None
+    rel_type, target = relates.get("rel_type"), relates.get("event_id")
+    if not isinstance(rel_type, str) or not isinstance(target, str):
+        return None
+    key = relates.get("key") if rel_type == "m.annotation" and isinstance(relates.get("key"), str) else None
+    return target, rel_type, key
+
+
+def register(app, hs):
+    add_client_route(app, "/createRoom", CreateRoomResource(hs.room_creation))
+    add_client_route(app, "/rooms/{room_id}/send/{event_type}/{txn_id}",
+                     SendResource(hs.event_creation, hs.limiters))
+    state_event = StateEventResource(hs.event_creation, hs.room_reads)
+    add_client_route(app, "/rooms/{room_id}/state/{event_type}/{state_key}", state_event)
+    for prefix in ("/_matrix/client/r0", "/_matrix/client/v3"):
+        app.add_route(prefix + "/rooms/{room_id}/state/{event_type}", state_event, suffix="empty")
+    add_client_route(app, "/rooms/{room_id}/state", StateResource(hs.room_reads))
+    add_client_route(app, "/rooms/{room_id}/redact/{event_id}/{txn_id}", RedactResource(hs.redactions))
+    add_client_route(app, "/rooms/{room_id}/event/{event_id}", EventResource(hs.room_reads))
+    add_client_route(app, "/rooms/{room_id}/members", MembersResource(hs.room_reads))
+    add_client_route(app, "/rooms/{room_id}/joined_members", JoinedMembersResource(hs.room_reads))
+    add_client_route(app, "/rooms/{room_id}/messages", MessagesResource(hs.room_reads, hs.filter_handler))
+    add_client_route(app, "/rooms/{room_id}/context/{event_id}", ContextResource(hs.room_reads, hs.filter_handler))

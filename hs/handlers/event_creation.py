@@ -1,0 +1,170 @@
+"""Building, authorizing and persisting the events local users send.
+
+The master is the only writer of events, and events of one room are built one at a time
+(a per-room lock), so each new event's prev_events and auth state are the room's latest.
+"""
+
+import secrets
+import string
+from contextlib import contextmanager
+
+import gevent.lock
+
+from hs.clock import now_ms
+from hs.errors import Codes, MatrixError
+from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_rules
+from hs.events.canonical_json import unpadded_b64encode
+from hs.events.event_signing import sign_event
+from hs.events.hashing import compute_reference_hash, event_from_pdu, make_v1_event_id, room_id_from_create_event_id
+from hs.events.room_versions import EventFormat, Redaction, RoomVersion, get_room_version
+from hs.events.validation import MAX_PDU_SIZE, PduFormatError, PduTooLargeError, validate_pdu_format
+from hs.storage.events import PersistPlan
+from hs.storage.rooms import RoomStore
+
+# Synapse points a new event at no more than this many forward extremities.
+MAX_PREV_EVENTS = 10
+_ROOM_ID_ALPHABET = string.ascii_letters
+
+
+class KeyedLock:
+    """One gevent lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self):
+        self._locks: dict = {}
+
+    @contextmanager
+    def __call__(self, key):
+        entry = self._locks.setdefault(key, [gevent.lock.Semaphore(), 0])
+        entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
+
+
+class EventCreationHandler:
+    def __init__(self, config, db, rooms, events, state, stream_ids, signing_key):
+        self.server_name = config.server_name
+        self.db = db
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.stream_ids = stream_ids
+        self.signing_key = signing_key
+        self.room_lock = KeyedLock()
+
+    def new_room_id(self) -> str:
+        return "!" + "".join(secrets.choice(_ROOM_ID_ALPHABET) for _ in range(18)) + ":" + self.server_name
+
+    def create_room_event(self, room_version: RoomVersion, room_id: str | None, sender: str, content: dict,
+                          *, is_public: bool) -> str:
+        """Persists a new room's m.room.create event and the room itself; returns the room ID."""
+        pdu = {"type": "m.room.create", "state_key": "", "sender": sender, "content": content,
+               "origin_server_ts": now_ms(), "depth": 1, "prev_events": [], "auth_events": []}
+        if not room_version.room_id_from_create_event:
+            pdu["room_id"] = room_id
+        event = self._sign(room_version, pdu)
+        if room_version.room_id_from_create_event:
+            room_id = room_id_from_create_event_id(event.event_id)
+        self._authorize(event, {}, None)
+
+        def txn(cur, stream_ordering):
+            RoomStore.insert_room_txn(cur, room_id, room_version.identifier, sender, is_public, now_ms())
+            plan = PersistPlan(event, stream_ordering, state_group=0, replaces_state=None,
+                               new_state_group=(None, {("m.room.create", ""): event.event_id}, 0))
+            self.events.persist_event_txn(cur, plan, room_id)
+        with self.room_lock(room_id), self.stream_ids.get_next() as stream_ordering:
+            self.db.run_txn("create_room", txn, stream_ordering)
+        return room_id
+
+    def send(self, room_id: str, sender: str, event_type: str, content: dict, *, state_key: str | None = None,
+             redacts: str | None = None, txn_key: tuple | None = None, relation: tuple | None = None):
+        """Builds, authorizes and persists one event; returns its ID. With a txn_key, a retry of
+        the same request returns the event the first attempt created."""
+        with self.room_lock(room_id):
+            if txn_key is not None:
+                existing = self.events.get_txn_event_id(*txn_key)
+                if existing is not None:
+                    return existing
+            room = self.rooms.get_room(room_id)
+            if room is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            room_version = get_room_version(room.room_version)
+            auth_keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
+            wanted = set(auth_keys) | {("m.room.create", "")}
+            if state_key is not None:
+                wanted.add((event_type, state_key))
+            current = self.state.get_current_state_ids(room_id, sorted(wanted))
+            loaded = self.events.get_events(current.values())
+            state_events = {key: loaded[eid].event for key, eid in current.items() if eid in loaded}
+            create_event = state_events.get(("m.room.create", ""))
+            auth_events = {key: state_events[key] for key in auth_keys if key in state_events}
+
+            extremities = sorted(self.events.get_forward_extremities(room_id), key=lambda x: -x[1])
+            prevs = extremities[:MAX_PREV_EVENTS]
+            pdu = {"room_id": room_id, "type": event_type, "sender": sender, "content": content,
+                   "origin_server_ts": now_ms(), "depth": max(depth for _, depth in prevs) + 1,
+                   "prev_events": [eid for eid, _ in prevs],
+                   "auth_events": [e.event_id for e in auth_events.values()]}
+            if state_key is not None:
+                pdu["state_key"] = state_key
+            if redacts is not None and not room_version.redacts_in_content:
+                pdu["redacts"] = redacts
+            event = self._sign(room_version, pdu)
+            self._authorize(event, auth_events, create_event)
+
+            replaces_state = current.get((event_type, state_key)) if state_key is not None else None
+            before_group = self.state.get_state_group_for_event(prevs[0][0])
+            new_group = None
+            if state_key is not None:
+                new_group = self.state.plan_state_group(before_group, {(event_type, state_key): event.event_id})
+            with self.stream_ids.get_next() as stream_ordering:
+                plan = PersistPlan(event, stream_ordering, before_group, replaces_state, new_group,
+                                   txn_key=txn_key, relation=relation, search_key=_search_key(event),
+                                   now_ms=now_ms())
+                self.db.run_txn("persist_event", self.events.persist_event_txn, plan, room_id)
+            return event.event_id
+
+    def _sign(self, room_version: RoomVersion, pdu: dict):
+        if room_version.event_format == EventFormat.V1:
+            # v1/v2 events carry their own ID, and point at others by [id, reference hash].
+            pdu["event_id"] = make_v1_event_id(self.server_name)
+            pdu["prev_events"] = self._with_hashes(room_version, pdu["prev_events"])
+            pdu["auth_events"] = self._with_hashes(room_version, pdu["auth_events"])
+        if room_version.redaction != Redaction.V11:
+            pdu["origin"] = self.server_name  # signed (kept by redaction) before room v11
+        try:
+            signed = sign_event(room_version, pdu, self.server_name, self.signing_key)
+            validate_pdu_format(room_version, signed)
+        except PduTooLargeError as e:
+            raise MatrixError(413, Codes.TOO_LARGE, f"{e} (events may be at most {MAX_PDU_SIZE} bytes)") from None
+        except PduFormatError as e:
+            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
+        except ValueError as e:
+            raise MatrixError(400, Codes.BAD_JSON, f"Event is not valid canonical JSON: {e}") from None
+        return event_from_pdu(room_version, signed)
+
+    def _with_hashes(self, room_version, event_ids: list[str]) -> list:
+        found = self.events.get_events(event_ids)
+        return [[eid, {"sha256": unpadded_b64encode(compute_reference_hash(room_version, found[eid].event.pdu))}]
+                for eid in event_ids]
+
+    @staticmethod
+    def _authorize(event, auth_events, create_event) -> None:
+        try:
+            check_auth_rules(event, auth_events, create_event=create_event)
+        except AuthError as e:
+            raise MatrixError(403, Codes.FORBIDDEN, str(e)) from None
+
+
+def _search_key(event) -> str | None:
+    if event.type == "m.room.message" and isinstance(event.content.get("body"), str):
+        return "content.body"
+    if event.type == "m.room.name" and isinstance(event.content.get("name"), str):
+        return "content.name"
+    if event.type == "m.room.topic" and isinstance(event.content.get("topic"), str):
+        return "content.topic"
+    return None

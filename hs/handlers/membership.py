@@ -1,0 +1,131 @@
+"""Joining, leaving, inviting, kicking, banning, knocking and forgetting rooms."""
+
+from hs.errors import Codes, MatrixError
+from hs.events.power_levels import get_named_level, get_user_power_level
+from hs.identifiers import check_room_id, user_id_parts
+
+ROOM_ID_SIGIL, ALIAS_SIGIL = "!", "#"
+
+
+class MembershipHandler:
+    def __init__(self, config, rooms, events, state, event_creation, accounts):
+        self.server_name = config.server_name
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.creation = event_creation
+        self.accounts = accounts
+
+    def member_content(self, user_id: str, membership: str, reason: str | None = None, **extra) -> dict:
+        content = {"membership": membership}
+        if membership in ("join", "invite", "knock"):
+            # A member event carries the profile, so rooms show names without profile lookups.
+            profile = {}
+            if user_id_parts(user_id)[1] == self.server_name:
+                profile = self.accounts.get_profile(user_id) or {}
+            content.update({k: v for k, v in profile.items() if k in ("displayname", "avatar_url")})
+        if reason is not None:
+            content["reason"] = reason
+        content.update(extra)
+        return content
+
+    def resolve_room(self, room_id_or_alias: str) -> str:
+        if room_id_or_alias.startswith(ROOM_ID_SIGIL):
+            # Room version 12 room IDs have no server name.
+            check_room_id(room_id_or_alias)
+            return room_id_or_alias
+        if room_id_or_alias.startswith(ALIAS_SIGIL) and ":" in room_id_or_alias:
+            found = self.rooms.get_alias(room_id_or_alias)
+            if found is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
+            return found[0]
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{room_id_or_alias!r} is not a room ID or alias")
+
+    def _require_room(self, room_id: str):
+        room = self.rooms.get_room(room_id)
+        if room is None:
+            # Rooms on other servers are reached through federation, which comes later.
+            raise MatrixError(404, Codes.NOT_FOUND, "No such room on this server")
+        return room
+
+    def join(self, requester, room_id_or_alias: str, reason: str | None = None) -> str:
+        room_id = self.resolve_room(room_id_or_alias)
+        self._require_room(room_id)
+        extra = {}
+        authoriser = self._restricted_join_authoriser(room_id, requester.user_id)
+        if authoriser is not None:
+            extra["join_authorised_via_users_server"] = authoriser
+        self.update_membership(requester, room_id, requester.user_id, "join", reason=reason, **extra)
+        return room_id
+
+    def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
+        """For a restricted room the user may join through a room they are in: a local member
+        who may invite vouches for the join (join_authorised_via_users_server)."""
+        current = self.rooms.get_membership(room_id, user_id)
+        if current is not None and current[0] in ("join", "invite"):
+            return None
+        ids = self.state.get_current_state_ids(room_id, [("m.room.join_rules", ""), ("m.room.power_levels", ""),
+                                                         ("m.room.create", "")])
+        loaded = {k: self.events.get_event(v).event for k, v in ids.items()}
+        join_rules = loaded.get(("m.room.join_rules", ""))
+        if join_rules is None or join_rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
+            return None
+        allow = join_rules.content.get("allow")
+        allowed_rooms = [a.get("room_id") for a in allow if isinstance(a, dict)
+                         and a.get("type") == "m.room_membership"] if isinstance(allow, list) else []
+        mine = set(self.rooms.get_rooms_for_user(user_id))
+        if not any(r in mine for r in allowed_rooms):
+            return None
+        power_levels = loaded.get(("m.room.power_levels", ""))
+        create = loaded[("m.room.create", "")]
+        needed = get_named_level("invite", power_levels)
+        for member in self.rooms.get_joined_members(room_id):
+            if (user_id_parts(member)[1] == self.server_name
+                    and get_user_power_level(member, power_levels, create) >= needed):
+                return member
+        return None
+
+    def update_membership(self, requester, room_id: str, target: str, membership: str, *,
+                          reason: str | None = None, is_direct: bool = False, **extra) -> str:
+        """Sends the member event; the auth rules decide who may do what, with their reason."""
+        user_id_parts(target)
+        if reason is not None and not isinstance(reason, str):
+            raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
+        self._require_room(room_id)
+        if target != requester.user_id and user_id_parts(target)[1] != self.server_name:
+            raise MatrixError(403, Codes.FORBIDDEN, "Acting on users of other servers needs federation, "
+                                                    "which this server does not support yet")
+        if is_direct:
+            extra["is_direct"] = True
+        content = self.member_content(target, membership, reason, **extra)
+        return self.creation.send(room_id, requester.user_id, "m.room.member", content, state_key=target)
+
+    def leave(self, requester, room_id: str, reason: str | None = None) -> None:
+        if self.rooms.get_membership(room_id, requester.user_id) is None:
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not in this room")
+        self.update_membership(requester, room_id, requester.user_id, "leave", reason=reason)
+
+    def kick(self, requester, room_id: str, target: str, reason: str | None) -> None:
+        current = self.rooms.get_membership(room_id, target)
+        if current is None or current[0] not in ("join", "invite", "knock"):
+            raise MatrixError(403, Codes.FORBIDDEN, "The user is not in the room")
+        self.update_membership(requester, room_id, target, "leave", reason=reason)
+
+    def unban(self, requester, room_id: str, target: str, reason: str | None) -> None:
+        current = self.rooms.get_membership(room_id, target)
+        if current is None or current[0] != "ban":
+            raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
+        self.update_membership(requester, room_id, target, "leave", reason=reason)
+
+    def knock(self, requester, room_id_or_alias: str, reason: str | None) -> str:
+        room_id = self.resolve_room(room_id_or_alias)
+        self.update_membership(requester, room_id, requester.user_id, "knock", reason=reason)
+        return room_id
+
+    def forget(self, requester, room_id: str) -> None:
+        current = self.rooms.get_membership(room_id, requester.user_id)
+        if current is not None and current[0] in ("join", "invite", "knock"):
+            raise MatrixError(400, Codes.UNKNOWN, "Leave the room before forgetting it")
+        if current is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "You were never in this room")
+        self.rooms.forget(requester.user_id, room_id)
