@@ -55,6 +55,12 @@ class EventCreationHandler:
         self.stream_ids = stream_ids
         self.signing_key = signing_key
         self.room_lock = KeyedLock()
+        # event type -> checks of a new event's content beyond the auth rules (a canonical
+        # alias must point at the room), each raising MatrixError: fn(room_id, sender, content).
+        self.content_checks: dict[str, list] = {}
+
+    def add_content_check(self, event_type: str, check) -> None:
+        self.content_checks.setdefault(event_type, []).append(check)
 
     def new_room_id(self) -> str:
         return "!" + "".join(secrets.choice(_ROOM_ID_ALPHABET) for _ in range(18)) + ":" + self.server_name
@@ -89,6 +95,8 @@ class EventCreationHandler:
                 existing = self.events.get_txn_event_id(*txn_key)
                 if existing is not None:
                     return existing
+            for check in self.content_checks.get(event_type, ()):
+                check(room_id, sender, content)
             room = self.rooms.get_room(room_id)
             if room is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")

@@ -47,6 +47,8 @@ class RoomReadHandler:
         self.rooms = rooms
         self.events = events
         self.state = state
+        # Set by the relations handler: event IDs and the reader -> {event_id: m.relations}.
+        self.bundled_aggregations = None
 
     # --- access --------------------------------------------------------------------------------
 
@@ -108,6 +110,10 @@ class RoomReadHandler:
             txn_ids = self.events.get_txn_ids(requester.user_id, requester.device_id,
                                               [s.event.event_id for s in stored
                                                if s.event.sender == requester.user_id])
+        aggregations = {}
+        if self.bundled_aggregations is not None and stored:
+            aggregations = self.bundled_aggregations([s.event.event_id for s in stored if not s.redacted_by],
+                                                     requester)
         now = now_ms()
         out = []
         for s in stored:
@@ -115,7 +121,8 @@ class RoomReadHandler:
             redaction = related.get(s.redacted_by) if s.redacted_by else None
             out.append(client_event(s.event, room_id, now_ms=now, redaction=redaction.event if redaction else None,
                                     prev_state=prev.event if prev else None,
-                                    transaction_id=txn_ids.get(s.event.event_id)))
+                                    transaction_id=txn_ids.get(s.event.event_id),
+                                    relations=aggregations.get(s.event.event_id)))
         return out
 
     # --- single events and state ---------------------------------------------------------------
