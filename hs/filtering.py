@@ -204,8 +204,11 @@ class EventFilter:
         if sender is None and isinstance(content, Mapping):
             # m.presence events in older formats carried the user in content.user_id.
             sender = content.get("user_id")
-        return self.matches_values(event.get("type"), sender,
-                                   event.get("room_id") or room_id, content)
+        event_room = event.get("room_id")
+        # Only strings can match; anything else (say a malformed account data event) is absent,
+        # and must not reach a set lookup, where an unhashable value would raise.
+        return self.matches_values(event.get("type"), sender if isinstance(sender, str) else None,
+                                   event_room if isinstance(event_room, str) else room_id, content)
 
     def filter(self, events: Iterable[Mapping], room_id: str | None = None) -> list:
         """The events that match, in order. `limit` is not applied: it is the caller's page size."""

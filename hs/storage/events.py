@@ -189,13 +189,15 @@ class EventStore:
             to_op = ">=" if backwards else "<"
             clauses.append(f"(e.topological_ordering, e.stream_ordering) {to_op} (%s, %s)")
             args += [to_pos[0], to_pos[1]]
-        for column, values, negate in (("e.type", types, False), ("e.type", not_types, True),
-                                       ("e.sender", senders, False), ("e.sender", not_senders, True)):
-            if values is None:
-                continue
-            patterns = [wildcard_to_like(v) for v in values]
-            clauses.append(f"{'NOT ' if negate else ''}({column} LIKE ANY(%s))")
-            args.append(patterns)
+        # Types may hold '*' wildcards; senders are matched exactly, as the in-memory filter does.
+        for values, negate in ((types, False), (not_types, True)):
+            if values is not None:
+                clauses.append(f"{'NOT ' if negate else ''}(e.type LIKE ANY(%s))")
+                args.append([wildcard_to_like(v) for v in values])
+        for values, negate in ((senders, False), (not_senders, True)):
+            if values is not None:
+                clauses.append(f"{'NOT ' if negate else ''}(e.sender = ANY(%s))")
+                args.append(list(values))
         if contains_url is not None:
             clauses.append("e.contains_url = %s")
             args.append(contains_url)

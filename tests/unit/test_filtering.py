@@ -261,6 +261,12 @@ def test_presence_without_sender_is_matched_on_content_user_id():
     assert f.matches({"type": "m.presence", "content": {"user_id": "@ok:x", "presence": "online"}})
 
 
+def test_malformed_sender_or_room_id_counts_as_absent():
+    f = timeline(not_senders=["@spam:x"], not_rooms=["!bad:x"])
+    assert f.matches({"type": "m.room.message", "sender": {"x": 1}, "room_id": ["!a:x"], "content": {}})
+    assert not timeline(senders=["@a:x"]).matches({"type": "t", "sender": ["@a:x"], "content": {}})
+
+
 def test_account_data_without_sender_fails_a_senders_list():
     f = parse_filter({"account_data": {"senders": ["@a:x"]}}).account_data
     assert not f.matches({"type": "m.direct", "content": {}})
