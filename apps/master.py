@@ -9,12 +9,18 @@ from hs.api import admin, admin_tokens, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import (account, capabilities, devices, filter, login, membership, profile, register,
                            rooms, versions)
+from hs.api.client import directory, room_summary
+from hs.api.client import reports, room_upgrade, search, timestamp, user_directory
+from hs.api.client import relations
 from hs.config import load_config
 from hs.logging_setup import setup_logging
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
 
 RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account, devices, profile, admin,
                     admin_tokens, server_key, rooms, membership, filter)
+RESOURCE_MODULES += (directory, room_summary)
+RESOURCE_MODULES += (search, timestamp, user_directory, reports, room_upgrade)
+RESOURCE_MODULES += (relations,)
 
 
 def create_app(config_path: str):

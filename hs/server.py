@@ -14,27 +14,37 @@ from hs.handlers.admin_register import AdminRegistrationHandler
 from hs.handlers.admin_tokens import RegistrationTokenAdminHandler
 from hs.handlers.auth import AuthHandler, PasswordHasher
 from hs.handlers.devices import DeviceHandler
+from hs.handlers.directory import DirectoryHandler
 from hs.handlers.event_creation import EventCreationHandler
 from hs.handlers.filters import FilterHandler
 from hs.handlers.membership import MembershipHandler
 from hs.handlers.profile import ProfileHandler
 from hs.handlers.redaction import RedactionHandler
+from hs.handlers.relations import RelationHandler
 from hs.handlers.registration import RegistrationHandler
+from hs.handlers.reports import ReportHandler
 from hs.handlers.room_creation import RoomCreationHandler
 from hs.handlers.room_reads import RoomReadHandler
+from hs.handlers.room_summary import RoomSummaryHandler
+from hs.handlers.room_upgrade import RoomUpgradeHandler
+from hs.handlers.search import SearchHandler
 from hs.handlers.sessions import SessionHandler
 from hs.handlers.uia import UiaHandler
+from hs.handlers.user_directory import UserDirectoryHandler
 from hs.ratelimit import RateLimiter
 from hs.storage.accounts import AccountStore
 from hs.storage.database import Database
 from hs.storage.devices import DeviceStore
+from hs.storage.directory import DirectoryStore
 from hs.storage.embedded import start_embedded_postgres
 from hs.storage.events import EventStore
 from hs.storage.filters import FilterStore
 from hs.storage.id_generator import StreamIdGenerator
 from hs.storage.migrations import apply_migrations
 from hs.storage.registration_tokens import RegistrationTokenStore
+from hs.storage.relations import RelationStore
 from hs.storage.rooms import RoomStore
+from hs.storage.search import SearchStore
 from hs.storage.state import StateStore
 from hs.storage.tokens import TokenStore
 from hs.storage.uia import UiaStore
@@ -94,9 +104,7 @@ class HomeServer:
         self.sessions = SessionHandler(config, db, self.accounts, self.tokens, self.hasher, self.limiters)
         self.registration = RegistrationHandler(config, db, self.accounts, self.hasher, self.sessions, self.uia,
                                                 self.limiters)
-        self.account = AccountHandler(config, db, self.accounts, self.hasher, self.uia, self.registration)
         self.device_handler = DeviceHandler(self.devices, self.uia)
-        self.profile = ProfileHandler(config.server_name, self.accounts)
         self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,
                                                            self.sessions)
         self.registration_token_admin = RegistrationTokenAdminHandler(self.accounts, self.registration_tokens)
@@ -114,6 +122,30 @@ class HomeServer:
                                                  self.accounts)
         self.room_reads = RoomReadHandler(self.rooms, self.events, self.state)
         self.redactions = RedactionHandler(self.rooms, self.events, self.state, self.event_creation)
+        # Profile changes and deactivation send member events, so these come after the rooms.
+        self.account = AccountHandler(config, db, self.accounts, self.hasher, self.uia, self.registration,
+                                      self.rooms, self.membership)
+        self.profile = ProfileHandler(config.server_name, self.accounts, self.rooms, self.events,
+                                      self.event_creation)
 
         self.filters = FilterStore(db)
         self.filter_handler = FilterHandler(self.filters)
+
+        self.directory_store = DirectoryStore(db)
+        self.room_summaries = RoomSummaryHandler(self.rooms, self.events, self.directory_store)
+        # Registers the m.room.canonical_alias content check with event creation.
+        self.directory = DirectoryHandler(config, self.rooms, self.state, self.events, self.event_creation,
+                                          self.accounts, self.directory_store, self.room_summaries)
+
+        self.relation_store = RelationStore(db)
+        self.relation_handler = RelationHandler(self.relation_store, self.events, self.room_reads)
+        # Every read path that serializes events bundles their aggregations through this hook.
+        self.room_reads.bundled_aggregations = self.relation_handler.bundled_aggregations
+        self.relation_handler.register_content_checks(self.event_creation)
+
+        self.search_store = SearchStore(db)
+        self.search = SearchHandler(self.search_store, self.events, self.state, self.room_reads)
+        self.user_directory = UserDirectoryHandler(self.search_store)
+        self.reports = ReportHandler(self.search_store, self.rooms, self.events, self.room_reads)
+        self.room_upgrades = RoomUpgradeHandler(config, self.rooms, self.events, self.state, self.event_creation,
+                                                self.membership)

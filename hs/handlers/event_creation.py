@@ -16,6 +16,7 @@ from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_rul
 from hs.events.canonical_json import unpadded_b64encode
 from hs.events.event_signing import sign_event
 from hs.events.hashing import compute_reference_hash, event_from_pdu, make_v1_event_id, room_id_from_create_event_id
+from hs.events.power_levels import get_named_level, get_user_power_level
 from hs.events.room_versions import EventFormat, Redaction, RoomVersion, get_room_version
 from hs.events.validation import MAX_PDU_SIZE, PduFormatError, PduTooLargeError, validate_pdu_format
 from hs.storage.events import PersistPlan
@@ -87,16 +88,18 @@ class EventCreationHandler:
         return room_id
 
     def send(self, room_id: str, sender: str, event_type: str, content: dict, *, state_key: str | None = None,
-             redacts: str | None = None, txn_key: tuple | None = None, relation: tuple | None = None):
+             redacts: str | None = None, txn_key: tuple | None = None, relation: tuple | None = None,
+             ratelimit=None):
         """Builds, authorizes and persists one event; returns its ID. With a txn_key, a retry of
-        the same request returns the event the first attempt created."""
+        the same request returns the event the first attempt created. `ratelimit()`, if given,
+        is called before a new event is built (not for a retry) and raises to refuse it."""
         with self.room_lock(room_id):
             if txn_key is not None:
                 existing = self.events.get_txn_event_id(*txn_key)
                 if existing is not None:
                     return existing
-            for check in self.content_checks.get(event_type, ()):
-                check(room_id, sender, content)
+            if ratelimit is not None:
+                ratelimit()
             room = self.rooms.get_room(room_id)
             if room is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
@@ -107,9 +110,13 @@ class EventCreationHandler:
                 wanted.add((event_type, state_key))
             current = self.state.get_current_state_ids(room_id, sorted(wanted))
             loaded = self.events.get_events(current.values())
-            state_events = {key: loaded[eid].event for key, eid in current.items() if eid in loaded}
+            state_events = {key: loaded[eid].effective_event for key, eid in current.items() if eid in loaded}
             create_event = state_events.get(("m.room.create", ""))
             auth_events = {key: state_events[key] for key in auth_keys if key in state_events}
+            if event_type == "m.room.redaction":
+                if room_version.redacts_in_content:
+                    redacts = content.get("redacts", redacts)
+                self._check_redaction(room_id, sender, redacts, state_events, create_event)
 
             extremities = sorted(self.events.get_forward_extremities(room_id), key=lambda x: -x[1])
             prevs = extremities[:MAX_PREV_EVENTS]
@@ -123,6 +130,9 @@ class EventCreationHandler:
                 pdu["redacts"] = redacts
             event = self._sign(room_version, pdu)
             self._authorize(event, auth_events, create_event)
+            # After the auth rules: one who may not send the event learns nothing from its checks.
+            for check in self.content_checks.get(event_type, ()):
+                check(room_id, sender, content)
 
             replaces_state = current.get((event_type, state_key)) if state_key is not None else None
             before_group = self.state.get_state_group_for_event(prevs[0][0])
@@ -135,6 +145,25 @@ class EventCreationHandler:
                                    now_ms=now_ms())
                 self.db.run_txn("persist_event", self.events.persist_event_txn, plan, room_id)
             return event.event_id
+
+    def _check_redaction(self, room_id: str, sender: str, redacts, state_events: dict, create_event) -> None:
+        """The auth rules only ask whether the sender may send m.room.redaction; whether it
+        takes effect (their own event, or the redact level) is checked here for every way a
+        redaction can be sent (/redact, and /send or /state from v11, where `redacts` is in
+        content), since once stored it applies."""
+        if redacts is None:
+            return  # before v11, a redaction without a top-level `redacts` redacts nothing
+        if not isinstance(redacts, str):
+            raise MatrixError(400, Codes.BAD_JSON, "redacts must be an event ID")
+        target = self.events.get_event(redacts)
+        target_room = None if target is None else target.event.room_id or room_id_from_create_event_id(redacts)
+        if target_room != room_id:
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        if target.event.sender == sender:
+            return
+        power_levels = state_events.get(("m.room.power_levels", ""))
+        if get_user_power_level(sender, power_levels, create_event) < get_named_level("redact", power_levels):
+            raise MatrixError(403, Codes.FORBIDDEN, "You may not redact other users' events")
 
     def _sign(self, room_version: RoomVersion, pdu: dict):
         if room_version.event_format == EventFormat.V1:

@@ -1,7 +1,8 @@
 """Joining, leaving, inviting, kicking, banning, knocking and forgetting rooms."""
 
 from hs.errors import Codes, MatrixError
-from hs.events.power_levels import get_named_level, get_user_power_level
+from hs.events.power_levels import (InvalidPowerLevelError, get_named_level, get_room_creators,
+                                    get_user_power_level, parse_power_level)
 from hs.identifiers import check_room_id, user_id_parts
 
 ROOM_ID_SIGIL, ALIAS_SIGIL = "!", "#"
@@ -66,23 +67,40 @@ class MembershipHandler:
             return None
         ids = self.state.get_current_state_ids(room_id, [("m.room.join_rules", ""), ("m.room.power_levels", ""),
                                                          ("m.room.create", "")])
-        loaded = {k: self.events.get_event(v).event for k, v in ids.items()}
+        loaded = {k: self.events.get_event(v).effective_event for k, v in ids.items()}
         join_rules = loaded.get(("m.room.join_rules", ""))
         if join_rules is None or join_rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
             return None
         allow = join_rules.content.get("allow")
         allowed_rooms = [a.get("room_id") for a in allow if isinstance(a, dict)
                          and a.get("type") == "m.room_membership"] if isinstance(allow, list) else []
-        mine = set(self.rooms.get_rooms_for_user(user_id))
-        if not any(r in mine for r in allowed_rooms):
+        if not any((self.rooms.get_membership(r, user_id) or ("",))[0] == "join"
+                   for r in allowed_rooms if isinstance(r, str)):
             return None
         power_levels = loaded.get(("m.room.power_levels", ""))
         create = loaded[("m.room.create", "")]
         needed = get_named_level("invite", power_levels)
-        for member in self.rooms.get_joined_members(room_id):
-            if (user_id_parts(member)[1] == self.server_name
-                    and get_user_power_level(member, power_levels, create) >= needed):
+
+        def vouches(member: str) -> bool:
+            try:
+                local = user_id_parts(member)[1] == self.server_name
+                return local and get_user_power_level(member, power_levels, create) >= needed
+            except (MatrixError, InvalidPowerLevelError):
+                return False
+
+        # Those with power are the creators and the users the power levels name: each is
+        # checked with one indexed lookup, so a big room costs no more than a small one.
+        named = power_levels.content.get("users") if power_levels is not None else None
+        candidates = [*sorted(get_room_creators(create)), *(named if isinstance(named, dict) else {})]
+        for member in dict.fromkeys(candidates):
+            if vouches(member) and (self.rooms.get_membership(room_id, member) or ("",))[0] == "join":
                 return member
+        if _users_default(power_levels) >= needed:
+            # Everyone may invite (users_default): any local member will do. O(members), but
+            # only for rooms whose default level may invite.
+            for member in self.rooms.get_joined_members(room_id):
+                if vouches(member):
+                    return member
         return None
 
     def update_membership(self, requester, room_id: str, target: str, membership: str, *,
@@ -101,17 +119,20 @@ class MembershipHandler:
         return self.creation.send(room_id, requester.user_id, "m.room.member", content, state_key=target)
 
     def leave(self, requester, room_id: str, reason: str | None = None) -> None:
+        self._require_room(room_id)
         if self.rooms.get_membership(room_id, requester.user_id) is None:
             raise MatrixError(403, Codes.FORBIDDEN, "You are not in this room")
         self.update_membership(requester, room_id, requester.user_id, "leave", reason=reason)
 
     def kick(self, requester, room_id: str, target: str, reason: str | None) -> None:
+        self._require_room(room_id)
         current = self.rooms.get_membership(room_id, target)
         if current is None or current[0] not in ("join", "invite", "knock"):
             raise MatrixError(403, Codes.FORBIDDEN, "The user is not in the room")
         self.update_membership(requester, room_id, target, "leave", reason=reason)
 
     def unban(self, requester, room_id: str, target: str, reason: str | None) -> None:
+        self._require_room(room_id)
         current = self.rooms.get_membership(room_id, target)
         if current is None or current[0] != "ban":
             raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
@@ -129,3 +150,12 @@ class MembershipHandler:
         if current is None:
             raise MatrixError(404, Codes.NOT_FOUND, "You were never in this room")
         self.rooms.forget(requester.user_id, room_id)
+
+
+def _users_default(power_levels) -> int:
+    if power_levels is None:
+        return 0
+    try:
+        return parse_power_level(power_levels.content.get("users_default", 0), power_levels.room_version)
+    except InvalidPowerLevelError:
+        return 0

@@ -13,7 +13,8 @@ PRESETS = {
                      "invite": 0},
     "trusted_private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
                              "invite": 0},
-    "public_chat": {"join_rule": "public", "history_visibility": "shared", "guest_access": None, "invite": 50},
+    "public_chat": {"join_rule": "public", "history_visibility": "shared", "guest_access": "forbidden",
+                    "invite": 50},
 }
 
 
@@ -22,10 +23,13 @@ def default_power_levels(creator: str, privileged_creators: bool, trusted_invite
     users = {} if privileged_creators else {creator: 100}
     for invitee in trusted_invitees:
         users[invitee] = 100
+    # From v12 the tombstone level MUST be above state_default (createRoom step 3): above every
+    # admin, so that only the creators, whose power is unlimited, may upgrade the room.
+    tombstone = 150 if privileged_creators else 100
     return {
         "users": users, "users_default": 0,
         "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-                   "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                   "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstone,
                    "m.room.server_acl": 100, "m.room.encryption": 100},
         "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": invite_level,
     }
@@ -51,45 +55,72 @@ class RoomCreationHandler:
                 raise MatrixError(403, Codes.FORBIDDEN, "Inviting users on other servers needs federation, "
                                                         "which this server does not support yet")
         creator = requester.user_id
+        if creator in spec.invite:
+            raise MatrixError(400, Codes.INVALID_PARAM, "You cannot invite yourself to the room you create")
         room_version = spec.room_version
-        trusted = spec.invite if spec.preset == "trusted_private_chat" else []
+        trusted = list(dict.fromkeys(spec.invite)) if spec.preset == "trusted_private_chat" else []
         create_content = {**spec.creation_content, "room_version": room_version.identifier}
         if not room_version.implicit_room_creator:
             create_content["creator"] = creator
         if room_version.privileged_creators and trusted:
-            create_content["additional_creators"] = trusted
-        room_id = self.events.create_room_event(
-            room_version, None if room_version.room_id_from_create_event else self.events.new_room_id(),
-            creator, create_content, is_public=spec.visibility == "public")
-
-        def state(event_type, content, state_key=""):
-            self.events.send(room_id, creator, event_type, content, state_key=state_key)
-
-        state("m.room.member", self.membership.member_content(creator, "join"), creator)
+            # creation_content's additional_creators and the trusted invitees, deduplicated.
+            given = create_content.get("additional_creators")
+            given = given if isinstance(given, list) else []
+            create_content["additional_creators"] = list(dict.fromkeys([*given, *trusted]))
         preset = PRESETS[spec.preset]
         levels = default_power_levels(creator, room_version.privileged_creators,
                                       [] if room_version.privileged_creators else trusted, preset["invite"])
         levels.update(spec.power_level_override)
-        state("m.room.power_levels", levels)
-        if alias is not None:
-            if not self.rooms.create_alias(alias, room_id, creator):
-                raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
-            state("m.room.canonical_alias", {"alias": alias})
-        initial_keys = {(e["type"], e.get("state_key", "")) for e in spec.initial_state}
-        for event_type, key, value in (("m.room.join_rules", "join_rule", preset["join_rule"]),
-                                       ("m.room.history_visibility", "history_visibility",
-                                        preset["history_visibility"]),
-                                       ("m.room.guest_access", "guest_access", preset["guest_access"])):
-            if value is not None and (event_type, "") not in initial_keys:
-                state(event_type, {key: value})
-        for event in spec.initial_state:
-            state(event["type"], event["content"], event.get("state_key", ""))
-        if spec.name is not None:
-            state("m.room.name", {"name": spec.name})
-        if spec.topic is not None:
-            state("m.room.topic", {"topic": spec.topic})
-        for invitee in spec.invite:
-            self.membership.update_membership(requester, room_id, invitee, "invite", is_direct=spec.is_direct)
+        if room_version.privileged_creators:
+            creators = {creator, *(u for u in create_content.get("additional_creators") or () if isinstance(u, str))}
+            users = levels.get("users")
+            if isinstance(users, dict) and creators & set(users):
+                raise MatrixError(400, Codes.INVALID_ROOM_STATE,
+                                  "Room creators have unlimited power and may not be listed in power levels")
+        alias_created = False
+        try:
+            room_id = self.events.create_room_event(
+                room_version, None if room_version.room_id_from_create_event else self.events.new_room_id(),
+                creator, create_content, is_public=False)
+
+            def state(event_type, content, state_key=""):
+                self.events.send(room_id, creator, event_type, content, state_key=state_key)
+
+            state("m.room.member", self.membership.member_content(creator, "join"), creator)
+            state("m.room.power_levels", levels)
+            if alias is not None:
+                if not self.rooms.create_alias(alias, room_id, creator):
+                    raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+                alias_created = True
+                state("m.room.canonical_alias", {"alias": alias})
+            initial_keys = {(e["type"], e.get("state_key", "")) for e in spec.initial_state}
+            for event_type, key, value in (("m.room.join_rules", "join_rule", preset["join_rule"]),
+                                           ("m.room.history_visibility", "history_visibility",
+                                            preset["history_visibility"]),
+                                           ("m.room.guest_access", "guest_access", preset["guest_access"])):
+                if (event_type, "") not in initial_keys:
+                    state(event_type, {key: value})
+            for event in spec.initial_state:
+                state(event["type"], event["content"], event.get("state_key", ""))
+            if spec.name is not None:
+                state("m.room.name", {"name": spec.name})
+            if spec.topic is not None:
+                state("m.room.topic", {"topic": spec.topic,
+                                       "m.topic": {"m.text": [{"body": spec.topic, "mimetype": "text/plain"}]}})
+            for invitee in spec.invite:
+                self.membership.update_membership(requester, room_id, invitee, "invite", is_direct=spec.is_direct)
+        except MatrixError as e:
+            # The room is left as far as it got, but the alias is freed for another try, and the
+            # room was not yet published.
+            if alias_created:
+                self.rooms.delete_alias(alias)
+            if e.status == 403 and e.errcode == Codes.FORBIDDEN:
+                # The auth rules refused an event the request implied (createRoom: 400
+                # M_INVALID_ROOM_STATE, e.g. power levels that lock the creator out).
+                raise MatrixError(400, Codes.INVALID_ROOM_STATE, f"The requested room state is invalid: {e.message}")
+            raise
+        if spec.visibility == "public":
+            self.rooms.set_public(room_id, True)
         result = {"room_id": room_id}
         if alias is not None:
             result["room_alias"] = alias
@@ -106,15 +137,17 @@ class _CreateRequest:
                 raise MatrixError(400, Codes.BAD_JSON, f"{key} must be {name}")
             return value
 
-        version_id = optional("room_version", str, "a string") or config.default_room_version
+        version_id = optional("room_version", str, "a string")
+        if version_id is None:
+            version_id = config.default_room_version
         self.room_version = get_room_version(version_id)
         if self.room_version is None:
             raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, f"Room version {version_id!r} is not supported")
-        self.visibility = optional("visibility", str, "a string") or "private"
+        self.visibility = _default(optional("visibility", str, "a string"), "private")
         if self.visibility not in ("public", "private"):
             raise MatrixError(400, Codes.INVALID_PARAM, "visibility must be public or private")
-        self.preset = optional("preset", str, "a string") or (
-            "public_chat" if self.visibility == "public" else "private_chat")
+        self.preset = _default(optional("preset", str, "a string"),
+                               "public_chat" if self.visibility == "public" else "private_chat")
         if self.preset not in PRESETS:
             raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown preset {self.preset!r}")
         self.alias_localpart = optional("room_alias_name", str, "a string")
@@ -125,6 +158,8 @@ class _CreateRequest:
         self.is_direct = optional("is_direct", bool, "a boolean") or False
         self.invite = optional("invite", list, "an array of user IDs") or []
         for user_id in self.invite:
+            if not isinstance(user_id, str):
+                raise MatrixError(400, Codes.BAD_JSON, "invite must be an array of user IDs")
             user_id_parts(user_id)
         self.creation_content = optional("creation_content", dict, "an object") or {}
         self.power_level_override = optional("power_level_content_override", dict, "an object") or {}
@@ -136,3 +171,7 @@ class _CreateRequest:
                 raise MatrixError(400, Codes.BAD_JSON, "initial_state entries need a type and a content object")
             if event["type"] in ("m.room.create", "m.room.member"):
                 raise MatrixError(400, Codes.BAD_JSON, f"initial_state may not contain {event['type']}")
+
+
+def _default(value, default):
+    return default if value is None else value

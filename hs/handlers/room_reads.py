@@ -179,8 +179,15 @@ class RoomReadHandler:
             member_ids = self.rooms.get_member_event_ids(room_id)
         found = self.events.get_events(member_ids)
         members = [found[e] for e in member_ids if e in found]
-        members = [m for m in members if (membership is None or m.event.membership == membership)
-                   and (not_membership is None or m.event.membership != not_membership)]
+        if membership is not None and not_membership is not None:
+            # Both given: "either the membership *is* the same as membership or is not the
+            # same as not_membership".
+            members = [m for m in members
+                       if m.event.membership == membership or m.event.membership != not_membership]
+        elif membership is not None:
+            members = [m for m in members if m.event.membership == membership]
+        elif not_membership is not None:
+            members = [m for m in members if m.event.membership != not_membership]
         return self.serialize(members, room_id)
 
     def _state_at(self, room_id: str, position: tuple[int, int] | None, access: RoomAccess) -> dict:
@@ -216,6 +223,9 @@ class RoomReadHandler:
             # One who left reads up to their leave, and not after it.
             from_pos = min(from_pos, (access.until[0], access.until[1] + 1))
         to_pos = parse_pagination_token(to_token) if to_token is not None else None
+        if limit == 0:
+            # Nothing asked for, nothing read: the client may go on from where it is.
+            return {"chunk": [], "start": pagination_token(from_pos), "end": pagination_token(from_pos)}
         page = self.events.get_room_events_page(room_id, from_pos=from_pos, to_pos=to_pos, backwards=backwards,
                                                 limit=limit, **_filter_args(event_filter))
         if access.until is not None and not backwards:
@@ -255,7 +265,8 @@ class RoomReadHandler:
         after = self.visible(requester.user_id, after, access)
         start = before[-1] if before else stored
         end = after[-1] if after else stored
-        state_ids = self.state.get_state_ids_after_event(event_id)
+        # "The state of the room at the last event returned."
+        state_ids = self.state.get_state_ids_after_event(end.event.event_id)
         state = self.events.get_events(state_ids.values())
         if event_filter is not None and getattr(event_filter, "lazy_load_members", False):
             senders = {s.event.sender for s in [stored, *before, *after]}

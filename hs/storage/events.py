@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from hs.caches import LruCache
 from hs.events.event import Event
+from hs.events.redaction import prune_event_dict
 from hs.events.room_versions import get_room_version
 from hs.filtering import content_has_url, wildcard_to_like
 from hs.storage.database import Database
@@ -18,6 +19,15 @@ class StoredEvent:
     replaces_state: str | None
     # The redaction event that applies to this event, if any.
     redacted_by: str | None = None
+
+    @property
+    def effective_event(self) -> Event:
+        """The event as the auth rules see it now: once redacted, its redacted form (a redacted
+        power levels event in v1-v10 loses `invite`, and every version drops `notifications`)."""
+        if self.redacted_by is None:
+            return self.event
+        event = self.event
+        return Event(prune_event_dict(event.room_version, event.pdu), event.room_version, event.event_id)
 
 
 @dataclass
@@ -107,8 +117,7 @@ class EventStore:
             "INSERT INTO room_memberships (event_id, stream_ordering, room_id, user_id, sender, membership,"
             " display_name, avatar_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (event.event_id, stream_ordering, room_id, event.state_key, event.sender, event.membership,
-             displayname if isinstance(displayname, str) else None,
-             avatar_url if isinstance(avatar_url, str) else None))
+             _no_nul(displayname), _no_nul(avatar_url)))
         # Joining again brings a forgotten room back.
         if event.membership in ("join", "invite", "knock"):
             cur.execute("DELETE FROM room_forgotten WHERE user_id = %s AND room_id = %s",
@@ -150,7 +159,10 @@ class EventStore:
         rows = self.db.execute(
             "get_redactions",
             "SELECT DISTINCT ON (d.redacts) d.redacts, d.event_id FROM redactions d"
-            " JOIN events e ON e.event_id = d.event_id WHERE d.redacts = ANY(%s)"
+            " JOIN events e ON e.event_id = d.event_id"
+            # A redaction only applies within its own room.
+            " JOIN events t ON t.event_id = d.redacts AND t.room_id = e.room_id"
+            " WHERE d.redacts = ANY(%s)"
             " ORDER BY d.redacts, e.stream_ordering", (event_ids,))
         return dict(rows)
 
@@ -186,18 +198,22 @@ class EventStore:
         clauses = [f"(e.topological_ordering, e.stream_ordering) {op} (%s, %s)"]
         args: list = [from_pos[0], from_pos[1]]
         if to_pos is not None:
-            to_op = ">=" if backwards else "<"
+            # A token stands for an event the client has (or a point between events): `to`
+            # is exclusive in both directions, as `from` is.
+            to_op = ">" if backwards else "<"
             clauses.append(f"(e.topological_ordering, e.stream_ordering) {to_op} (%s, %s)")
             args += [to_pos[0], to_pos[1]]
         # Types may hold '*' wildcards; senders are matched exactly, as the in-memory filter does.
+        # No stored type or sender holds NUL (nor can PostgreSQL text), so such entries match
+        # nothing and are left out.
         for values, negate in ((types, False), (not_types, True)):
             if values is not None:
                 clauses.append(f"{'NOT ' if negate else ''}(e.type LIKE ANY(%s))")
-                args.append([wildcard_to_like(v) for v in values])
+                args.append([wildcard_to_like(v) for v in values if "\x00" not in v])
         for values, negate in ((senders, False), (not_senders, True)):
             if values is not None:
                 clauses.append(f"{'NOT ' if negate else ''}(e.sender = ANY(%s))")
-                args.append(list(values))
+                args.append([v for v in values if "\x00" not in v])
         if contains_url is not None:
             clauses.append("e.contains_url = %s")
             args.append(contains_url)
@@ -231,4 +247,9 @@ def _stored_event(row) -> StoredEvent:
 def _search_text(event: Event, key: str) -> str:
     field = key.rsplit(".", 1)[-1]
     value = event.content.get(field)
-    return value if isinstance(value, str) else ""
+    # PostgreSQL text cannot hold NUL, which JSON strings may.
+    return value.replace("\x00", " ") if isinstance(value, str) else ""
+
+
+def _no_nul(value) -> str | None:
+    return value.replace("\x00", "") if isinstance(value, str) else None

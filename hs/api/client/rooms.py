@@ -9,6 +9,14 @@ from hs.identifiers import check_event_id, check_room_id
 DEFAULT_PAGE = 10
 
 
+def _check_path_text(**values) -> None:
+    """Event types, state keys and transaction IDs from the path: any string but NUL, which no
+    event ID, PostgreSQL text or other server could carry."""
+    for name, value in values.items():
+        if "\x00" in value:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{name} may not contain NUL")
+
+
 class CreateRoomResource(Resource):
     def __init__(self, handler):
         self.handler = handler
@@ -24,22 +32,25 @@ class SendResource(Resource):
 
     def on_put(self, req, resp, room_id, event_type, txn_id):
         check_room_id(room_id)
+        _check_path_text(eventType=event_type, txnId=txn_id)
         requester = req.context.requester
         content = json_body(req, allow_empty=True)
-        self.limiters.message.check(requester.user_id)
         txn_key = (requester.user_id, requester.device_id, f"send {room_id} {event_type}", txn_id)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, txn_key=txn_key,
-                                      relation=_relation(content))
+                                      relation=_relation(content),
+                                      ratelimit=lambda: self.limiters.message.check(requester.user_id))
         resp.media = {"event_id": event_id}
 
 
 class StateEventResource(Resource):
-    def __init__(self, creation, reads):
+    def __init__(self, creation, reads, limiters):
         self.creation = creation
         self.reads = reads
+        self.limiters = limiters
 
     def on_get(self, req, resp, room_id, event_type, state_key=""):
         check_room_id(room_id)
+        _check_path_text(eventType=event_type, stateKey=state_key)
         stored = self.reads.get_state_event(req.context.requester, room_id, event_type, state_key)
         if req.get_param("format") == "event":
             resp.media = self.reads.serialize([stored], room_id)[0]
@@ -48,9 +59,11 @@ class StateEventResource(Resource):
 
     def on_put(self, req, resp, room_id, event_type, state_key=""):
         check_room_id(room_id)
+        _check_path_text(eventType=event_type, stateKey=state_key)
         requester = req.context.requester
         content = json_body(req, allow_empty=True)
-        event_id = self.creation.send(room_id, requester.user_id, event_type, content, state_key=state_key)
+        event_id = self.creation.send(room_id, requester.user_id, event_type, content, state_key=state_key,
+                                      ratelimit=lambda: self.limiters.message.check(requester.user_id))
         resp.media = {"event_id": event_id}
 
     # /state/{type} with no state key means the empty state key.
@@ -68,17 +81,22 @@ class StateResource(Resource):
 
 
 class RedactResource(Resource):
-    def __init__(self, redactions):
+    def __init__(self, redactions, limiters):
         self.redactions = redactions
+        self.limiters = limiters
 
     def on_put(self, req, resp, room_id, event_id, txn_id):
         check_room_id(room_id)
         check_event_id(event_id)
+        _check_path_text(txnId=txn_id)
         body = json_body(req, allow_empty=True)
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
-        resp.media = {"event_id": self.redactions.redact(req.context.requester, room_id, event_id, reason, txn_id)}
+        requester = req.context.requester
+        resp.media = {"event_id": self.redactions.redact(
+            requester, room_id, event_id, reason, txn_id,
+            ratelimit=lambda: self.limiters.message.check(requester.user_id))}
 
 
 class EventResource(Resource):
@@ -166,12 +184,12 @@ def register(app, hs):
     add_client_route(app, "/createRoom", CreateRoomResource(hs.room_creation))
     add_client_route(app, "/rooms/{room_id}/send/{event_type}/{txn_id}",
                      SendResource(hs.event_creation, hs.limiters))
-    state_event = StateEventResource(hs.event_creation, hs.room_reads)
+    state_event = StateEventResource(hs.event_creation, hs.room_reads, hs.limiters)
     add_client_route(app, "/rooms/{room_id}/state/{event_type}/{state_key}", state_event)
     for prefix in ("/_matrix/client/r0", "/_matrix/client/v3"):
         app.add_route(prefix + "/rooms/{room_id}/state/{event_type}", state_event, suffix="empty")
     add_client_route(app, "/rooms/{room_id}/state", StateResource(hs.room_reads))
-    add_client_route(app, "/rooms/{room_id}/redact/{event_id}/{txn_id}", RedactResource(hs.redactions))
+    add_client_route(app, "/rooms/{room_id}/redact/{event_id}/{txn_id}", RedactResource(hs.redactions, hs.limiters))
     add_client_route(app, "/rooms/{room_id}/event/{event_id}", EventResource(hs.room_reads))
     add_client_route(app, "/rooms/{room_id}/members", MembersResource(hs.room_reads))
     add_client_route(app, "/rooms/{room_id}/joined_members", JoinedMembersResource(hs.room_reads))

@@ -166,3 +166,159 @@ CREATE TABLE event_reports (
     reason TEXT,
     score INTEGER
 );
+
+-- --- Room directory, room summaries and space hierarchy ------------------------------------
+
+-- Joined and invited member counts per room, kept by a trigger on current_state_events so
+-- that they change in the same transaction as the membership: the public room list orders
+-- every published room by its joined count, which must not mean counting members per request.
+CREATE TABLE room_member_counts (
+    room_id TEXT PRIMARY KEY,
+    joined_members INTEGER NOT NULL DEFAULT 0,
+    invited_members INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION room_member_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    target TEXT;
+    joined_delta INTEGER := 0;
+    invited_delta INTEGER := 0;
+BEGIN
+    -- A row's room_id never changes (current state is upserted by room, type and state key).
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.type = 'm.room.member' THEN
+        target := OLD.room_id;
+        joined_delta := joined_delta - CASE WHEN OLD.membership = 'join' THEN 1 ELSE 0 END;
+        invited_delta := invited_delta - CASE WHEN OLD.membership = 'invite' THEN 1 ELSE 0 END;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.type = 'm.room.member' THEN
+        target := NEW.room_id;
+        joined_delta := joined_delta + CASE WHEN NEW.membership = 'join' THEN 1 ELSE 0 END;
+        invited_delta := invited_delta + CASE WHEN NEW.membership = 'invite' THEN 1 ELSE 0 END;
+    END IF;
+    IF joined_delta <> 0 OR invited_delta <> 0 THEN
+        INSERT INTO room_member_counts (room_id, joined_members, invited_members)
+            VALUES (target, joined_delta, invited_delta)
+            ON CONFLICT (room_id) DO UPDATE
+            SET joined_members = room_member_counts.joined_members + EXCLUDED.joined_members,
+                invited_members = room_member_counts.invited_members + EXCLUDED.invited_members;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER current_state_events_member_counts
+    AFTER INSERT OR UPDATE OR DELETE ON current_state_events
+    FOR EACH ROW EXECUTE FUNCTION room_member_counts_update();
+
+CREATE INDEX rooms_published ON rooms (room_id) WHERE is_public;
+
+-- Where a client's walk of a space hierarchy stopped: the rooms still to visit and those seen,
+-- under an unguessable token, for a few minutes (as Synapse keeps them).
+CREATE TABLE room_hierarchy_pagination (
+    token TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    suggested_only BOOLEAN NOT NULL,
+    max_depth INTEGER,
+    -- JSON: [[room_id, [via...], depth], ...] (the next room to visit last) and [room_id, ...].
+    room_queue TEXT NOT NULL,
+    processed_rooms TEXT NOT NULL,
+    created_ts BIGINT NOT NULL
+);
+CREATE INDEX room_hierarchy_pagination_created ON room_hierarchy_pagination (created_ts);
+
+-- --- Event relationships: threads ----------------------------------------------------------
+
+-- One row per thread (per room: a reply in another room does not join a thread) with its
+-- latest reply, and who took part in it, kept by triggers on event_relations and redactions so
+-- that they change in the same transaction as the reply: GET /threads pages through a room's
+-- threads by latest activity, which must be an index scan, not an aggregate over every reply
+-- in the room. thread_id is the root's event ID.
+CREATE TABLE threads (
+    room_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    latest_event_id TEXT NOT NULL,
+    topological_ordering BIGINT NOT NULL,
+    stream_ordering BIGINT NOT NULL,
+    PRIMARY KEY (room_id, thread_id)
+);
+CREATE INDEX threads_room_latest ON threads (room_id, topological_ordering, stream_ordering);
+CREATE INDEX threads_latest_event ON threads (latest_event_id);
+
+-- The root's sender and everyone who replied ("current_user_participated", Threading).
+CREATE TABLE thread_participants (
+    room_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, thread_id, user_id)
+);
+
+CREATE FUNCTION threads_add_reply() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    reply RECORD;
+    root_sender TEXT;
+BEGIN
+    IF NEW.relation_type <> 'm.thread' THEN
+        RETURN NULL;
+    END IF;
+    -- The event row is written before its relation, in the same transaction.
+    SELECT room_id, sender, topological_ordering, stream_ordering INTO reply FROM events
+        WHERE event_id = NEW.event_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
+        VALUES (reply.room_id, NEW.relates_to_id, NEW.event_id, reply.topological_ordering,
+                reply.stream_ordering)
+        ON CONFLICT (room_id, thread_id) DO UPDATE
+        SET latest_event_id = EXCLUDED.latest_event_id,
+            topological_ordering = EXCLUDED.topological_ordering,
+            stream_ordering = EXCLUDED.stream_ordering
+        WHERE (threads.topological_ordering, threads.stream_ordering)
+            < (EXCLUDED.topological_ordering, EXCLUDED.stream_ordering);
+    INSERT INTO thread_participants (room_id, thread_id, user_id)
+        VALUES (reply.room_id, NEW.relates_to_id, reply.sender) ON CONFLICT DO NOTHING;
+    SELECT sender INTO root_sender FROM events WHERE event_id = NEW.relates_to_id AND room_id = reply.room_id;
+    IF FOUND THEN
+        INSERT INTO thread_participants (room_id, thread_id, user_id)
+            VALUES (reply.room_id, NEW.relates_to_id, root_sender) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER event_relations_threads
+    AFTER INSERT ON event_relations
+    FOR EACH ROW EXECUTE FUNCTION threads_add_reply();
+
+-- A redacted reply leaves its thread ("when a child event is redacted then the relationship is
+-- broken"): if it was the latest, the latest becomes the one before it, and a thread with no
+-- reply left is no thread.
+CREATE FUNCTION threads_redact_reply() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    t RECORD;
+    latest RECORD;
+BEGIN
+    FOR t IN SELECT room_id, thread_id FROM threads WHERE latest_event_id = NEW.redacts LOOP
+        SELECT e.event_id, e.topological_ordering, e.stream_ordering INTO latest
+            FROM event_relations r JOIN events e ON e.event_id = r.event_id
+            WHERE r.relates_to_id = t.thread_id AND r.relation_type = 'm.thread' AND e.room_id = t.room_id
+              AND NOT EXISTS (SELECT 1 FROM redactions d JOIN events x ON x.event_id = d.event_id
+                              WHERE d.redacts = e.event_id AND x.room_id = e.room_id)
+            ORDER BY e.topological_ordering DESC, e.stream_ordering DESC LIMIT 1;
+        IF FOUND THEN
+            UPDATE threads SET latest_event_id = latest.event_id,
+                               topological_ordering = latest.topological_ordering,
+                               stream_ordering = latest.stream_ordering
+                WHERE room_id = t.room_id AND thread_id = t.thread_id;
+        ELSE
+            DELETE FROM threads WHERE room_id = t.room_id AND thread_id = t.thread_id;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER redactions_threads
+    AFTER INSERT ON redactions
+    FOR EACH ROW EXECUTE FUNCTION threads_redact_reply();
