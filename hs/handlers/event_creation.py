@@ -59,6 +59,8 @@ class EventCreationHandler:
         # event type -> checks of a new event's content beyond the auth rules (a canonical
         # alias must point at the room), each raising MatrixError: fn(room_id, sender, content).
         self.content_checks: dict[str, list] = {}
+        # fn(stream_ordering, room_id, event) for every event persisted.
+        self.persisted_listeners: list = []
 
     def add_content_check(self, event_type: str, check) -> None:
         self.content_checks.setdefault(event_type, []).append(check)
@@ -85,7 +87,14 @@ class EventCreationHandler:
             self.events.persist_event_txn(cur, plan, room_id)
         with self.room_lock(room_id), self.stream_ids.get_next() as stream_ordering:
             self.db.run_txn("create_room", txn, stream_ordering)
+            self._persisted(stream_ordering, room_id, event)
         return room_id
+
+    def _persisted(self, stream_ordering: int, room_id: str, event) -> None:
+        """Runs inside the stream id's block, so listeners see the event before the stream
+        can advance past it (the notifier wakes readers only once it has)."""
+        for listener in self.persisted_listeners:
+            listener(stream_ordering, room_id, event)
 
     def send(self, room_id: str, sender: str, event_type: str, content: dict, *, state_key: str | None = None,
              redacts: str | None = None, txn_key: tuple | None = None, relation: tuple | None = None,
@@ -144,6 +153,7 @@ class EventCreationHandler:
                                    txn_key=txn_key, relation=relation, search_key=_search_key(event),
                                    now_ms=now_ms())
                 self.db.run_txn("persist_event", self.events.persist_event_txn, plan, room_id)
+                self._persisted(stream_ordering, room_id, event)
             return event.event_id
 
     def _check_redaction(self, room_id: str, sender: str, redacts, state_events: dict, create_event) -> None:
