@@ -12,6 +12,7 @@ from hs.api.client import (account, capabilities, devices, filter, login, member
 from hs.api.client import directory, room_summary
 from hs.api.client import reports, room_upgrade, search, timestamp, user_directory
 from hs.api.client import relations
+from hs.api.client import sync
 from hs.config import load_config
 from hs.logging_setup import setup_logging
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
@@ -21,6 +22,7 @@ RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account,
 RESOURCE_MODULES += (directory, room_summary)
 RESOURCE_MODULES += (search, timestamp, user_directory, reports, room_upgrade)
 RESOURCE_MODULES += (relations,)
+RESOURCE_MODULES += (sync,)
 
 
 def create_app(config_path: str):

@@ -272,6 +272,7 @@ def report(results: dict, cold: dict, fill: dict, args, pg_note: str, rss_mb: fl
     print(f"{'':<34}{'empty':>12}{'big':>12}{'big/empty':>10}")
     row(f"send p50 (ms, {empty['send_n']} in sequence)", pct(empty["send"], 50) * ms, pct(big["send"], 50) * ms)
     row("send p95 (ms)", pct(empty["send"], 95) * ms, pct(big["send"], 95) * ms)
+    row("send p99 (ms)", pct(empty["send"], 99) * ms, pct(big["send"], 99) * ms)
     row("send events/s (1 client)", empty["send_n"] / empty["send_s"], big["send_n"] / big["send_s"], "{:.0f}")
     row(f"send events/s ({CONCURRENCY} clients)", empty["burst_n"] / empty["burst_s"],
         big["burst_n"] / big["burst_s"], "{:.0f}")
@@ -290,10 +291,12 @@ def report(results: dict, cold: dict, fill: dict, args, pg_note: str, rss_mb: fl
 
     def tenths(label, values):
         k = max(1, len(values) // 10)
-        p50s = pct(values[:k], 50) * ms, pct(values[-k:], 50) * ms
-        means = statistics.fmean(values[:k]) * ms, statistics.fmean(values[-k:]) * ms
-        print(f"  {label:<5} p50 {p50s[0]:6.1f} -> {p50s[1]:6.1f} ms (x{p50s[1] / p50s[0]:.2f}),"
-              f" mean {means[0]:6.1f} -> {means[1]:6.1f} ms (x{means[1] / means[0]:.2f})")
+        first, last = values[:k], values[-k:]
+        parts = []
+        for name, fn in (("p50", lambda v: pct(v, 50)), ("p99", lambda v: pct(v, 99)), ("mean", statistics.fmean)):
+            a, b = fn(first) * ms, fn(last) * ms
+            parts.append(f"{name} {a:.1f} -> {b:.1f} ms (x{b / a:.2f})")
+        print(f"  {label:<5} " + ", ".join(parts))
 
     print()
     print("While filling the big room (8 concurrent clients, so latencies include waiting for the room;"

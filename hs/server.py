@@ -31,6 +31,11 @@ from hs.handlers.search import SearchHandler
 from hs.handlers.sessions import SessionHandler
 from hs.handlers.uia import UiaHandler
 from hs.handlers.user_directory import UserDirectoryHandler
+from hs.handlers.sync import SyncHandler, event_persisted_listener
+from hs.handlers.sync_rooms import RoomSync
+from hs.notifier import Notifier, RoomEventNotifier
+from hs.storage.sync import SyncStore
+from hs.streams import Streams
 from hs.ratelimit import RateLimiter
 from hs.storage.accounts import AccountStore
 from hs.storage.database import Database
@@ -149,3 +154,13 @@ class HomeServer:
         self.reports = ReportHandler(self.search_store, self.rooms, self.events, self.room_reads)
         self.room_upgrades = RoomUpgradeHandler(config, self.rooms, self.events, self.state, self.event_creation,
                                                 self.membership)
+
+        self.notifier = Notifier()
+        self.room_event_notifier = RoomEventNotifier(self.notifier, self.event_stream)
+        self.streams = Streams(self.event_stream)
+        # A member event also wakes the user it is about: an invitee or a joiner on another
+        # device is not yet among the room's waiters.
+        self.event_creation.persisted_listeners.append(event_persisted_listener(self.room_event_notifier))
+        self.sync_store = SyncStore(db)
+        self.sync = SyncHandler(self.streams, self.notifier,
+                                RoomSync(self.sync_store, self.events, self.state, self.room_reads))

@@ -75,6 +75,9 @@ class ProfileHandler:
         current = self.rooms.get_membership(room_id, user_id)
         if current is None or current[0] != "join":
             return  # left since the rooms were listed
+        # A leave that lands between this check and the send below would be followed by this
+        # join (re-joining a public room): send() takes the room lock itself, so the check
+        # cannot happen under it yet.
         stored = self.events.get_event(current[1])
         old = stored.event.content if stored is not None and stored.redacted_by is None else {}
         wanted = {k: v for k, v in profile.items() if k in FIELDS}

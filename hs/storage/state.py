@@ -1,5 +1,7 @@
 """Room state as groups: snapshots plus deltas, and the current state of each room."""
 
+from psycopg2.extras import execute_values
+
 from hs.caches import LruCache
 from hs.storage.database import Database
 
@@ -64,8 +66,10 @@ class StateStore:
                     (group, room_id, prev_group, delta_depth))
         if entries:
             args = [(group, t, sk, event_id) for (t, sk), event_id in entries.items()]
-            cur.executemany("INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
-                            " VALUES (%s, %s, %s, %s)", args)
+            # One statement per thousand rows: a snapshot of a big room is thousands of rows,
+            # written under the room's lock.
+            execute_values(cur, "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+                                " VALUES %s", args, page_size=1000)
         return group
 
     def get_state_entries(self, state_groups, keys: list[tuple[str, str]]) -> dict[int, StateMap]:

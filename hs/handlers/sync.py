@@ -1,0 +1,106 @@
+"""GET /sync: the response for a `since` token, and the long-poll that waits for one.
+
+Tokens: `next_batch` is the position of every stream taken when computing a response starts
+(for events, the persisted-upto position: nothing beyond it is read or announced). A response
+is a pure function of (`since`, that position, the filter): nothing is consumed, so a client
+that syncs again with an old `since` gets the same events again.
+
+Long-poll: an incremental sync with nothing new parks on the notifier, holding no database
+connection, for the user and their joined rooms. Each wake computes the response again; one
+with nothing in it parks again for the rest of the timeout.
+
+The rooms are built in hs/handlers/sync_rooms.py. Presence, account data, to-device messages,
+device lists and one-time key counts are present and empty until their streams exist.
+"""
+
+import time
+from dataclasses import dataclass
+
+from hs.errors import Codes, MatrixError
+from hs.streams import StreamToken
+
+# Synapse sets no upper bound on `timeout`; one is needed (a timer cannot wait forever), and
+# half an hour is far past what any client asks for or any proxy in front keeps open.
+MAX_TIMEOUT_MS = 30 * 60 * 1000
+PRESENCE_STATES = ("online", "offline", "unavailable")
+
+
+def check_set_presence(value: str | None) -> None:
+    if value is not None and value not in PRESENCE_STATES:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"set_presence must be one of {', '.join(PRESENCE_STATES)}")
+
+
+@dataclass
+class _SyncResult:
+    body: dict
+    token: StreamToken
+    joined_room_ids: list
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(self.body["rooms"].values())
+
+
+class SyncHandler:
+    def __init__(self, streams, notifier, room_sync):
+        self.streams = streams
+        self.notifier = notifier
+        self.room_sync = room_sync
+
+    def sync(self, requester, *, since: str | None, timeout_ms: int, full_state: bool, sync_filter) -> dict:
+        """The /sync response. `since` is the raw token (400 M_INVALID_PARAM when malformed)."""
+        since_token = StreamToken.parse(since) if since is not None else None
+        result = self._compute(requester, since_token, full_state, sync_filter)
+        # An initial sync always has something to say, and full_state=true answers at once.
+        if since_token is None or full_state or timeout_ms <= 0 or not result.is_empty:
+            return result.body
+        deadline = time.monotonic() + min(timeout_ms, MAX_TIMEOUT_MS) / 1000
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+
+            def has_news() -> bool:
+                # Asked after the waiter is registered: what landed since the last computation
+                # is seen here rather than missed. Nothing can be new while the position stands.
+                nonlocal result
+                if self.streams.current_token() == result.token:
+                    return False
+                result = self._compute(requester, since_token, full_state, sync_filter)
+                return not result.is_empty
+
+            self.notifier.wait(requester.user_id, result.joined_room_ids, remaining, has_news)
+            if not result.is_empty:
+                return result.body
+        if self.streams.current_token() != result.token:
+            # Timed out, but the streams moved on (in rooms the user is not in): hand out the
+            # newest position, so the next sync does not scan the same range again.
+            result = self._compute(requester, since_token, full_state, sync_filter)
+        return result.body
+
+    def _compute(self, requester, since: StreamToken | None, full_state: bool, sync_filter) -> _SyncResult:
+        now = self.streams.current_token()
+        # A `since` beyond what this process has persisted (a token from elsewhere) reads as now.
+        since_room = None if since is None else min(since.room, now.room)
+        rooms, joined_room_ids = self.room_sync.build(requester, since_room, now.room, full_state, sync_filter)
+        body = {
+            "next_batch": str(now),
+            "rooms": rooms,
+            "presence": {"events": []},
+            "account_data": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {},
+            "device_unused_fallback_key_types": [],
+        }
+        return _SyncResult(body, now, joined_room_ids)
+
+
+def event_persisted_listener(room_event_notifier):
+    """For EventCreationHandler.persisted_listeners: wakes the room's waiters, and for a member
+    event the user it is about, who is not yet (or no longer) among them (an invite, a join
+    from another device, a kick)."""
+    def on_persisted(stream_ordering: int, room_id: str, event) -> None:
+        users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+        room_event_notifier.event_persisted(stream_ordering, room_id, users)
+    return on_persisted
