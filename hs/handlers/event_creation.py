@@ -122,10 +122,6 @@ class EventCreationHandler:
             state_events = {key: loaded[eid].effective_event for key, eid in current.items() if eid in loaded}
             create_event = state_events.get(("m.room.create", ""))
             auth_events = {key: state_events[key] for key in auth_keys if key in state_events}
-            if event_type == "m.room.redaction":
-                if room_version.redacts_in_content:
-                    redacts = content.get("redacts", redacts)
-                self._check_redaction(room_id, sender, redacts, state_events, create_event)
 
             extremities = sorted(self.events.get_forward_extremities(room_id), key=lambda x: -x[1])
             prevs = extremities[:MAX_PREV_EVENTS]
@@ -139,6 +135,15 @@ class EventCreationHandler:
                 pdu["redacts"] = redacts
             event = self._sign(room_version, pdu)
             self._authorize(event, auth_events, create_event)
+            if event_type == "m.room.redaction":
+                self._check_redaction(room_id, sender, event.redacts, state_events, create_event)
+            if state_key is not None:
+                # The same state again from the same sender changes nothing: answer with the
+                # event already there rather than add one to the timeline (as Synapse does).
+                existing = loaded.get(current.get((event_type, state_key)))
+                if (existing is not None and existing.redacted_by is None and existing.event.sender == sender
+                        and existing.event.content == content):
+                    return existing.event.event_id
             # After the auth rules: one who may not send the event learns nothing from its checks.
             for check in self.content_checks.get(event_type, ()):
                 check(room_id, sender, content)

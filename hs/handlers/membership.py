@@ -3,6 +3,7 @@
 from hs.errors import Codes, MatrixError
 from hs.events.power_levels import (InvalidPowerLevelError, get_named_level, get_room_creators,
                                     get_user_power_level, parse_power_level)
+from hs.events.visibility import guest_may_join
 from hs.identifiers import check_room_id, user_id_parts
 
 ROOM_ID_SIGIL, ALIAS_SIGIL = "!", "#"
@@ -35,7 +36,7 @@ class MembershipHandler:
             # Room version 12 room IDs have no server name.
             check_room_id(room_id_or_alias)
             return room_id_or_alias
-        if room_id_or_alias.startswith(ALIAS_SIGIL) and ":" in room_id_or_alias:
+        if room_id_or_alias.startswith(ALIAS_SIGIL) and ":" in room_id_or_alias and "\x00" not in room_id_or_alias:
             found = self.rooms.get_alias(room_id_or_alias)
             if found is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
@@ -52,12 +53,29 @@ class MembershipHandler:
     def join(self, requester, room_id_or_alias: str, reason: str | None = None) -> str:
         room_id = self.resolve_room(room_id_or_alias)
         self._require_room(room_id)
+        if requester.is_guest and not self._guests_may_join(room_id):
+            raise MatrixError(403, Codes.FORBIDDEN, "Guest access is not allowed in this room")
         extra = {}
         authoriser = self._restricted_join_authoriser(room_id, requester.user_id)
         if authoriser is not None:
             extra["join_authorised_via_users_server"] = authoriser
         self.update_membership(requester, room_id, requester.user_id, "join", reason=reason, **extra)
         return room_id
+
+    def _guests_may_join(self, room_id: str) -> bool:
+        ids = self.state.get_current_state_ids(room_id, [("m.room.guest_access", "")])
+        stored = self.events.get_event(ids[("m.room.guest_access", "")]) if ids else None
+        return guest_may_join(stored.effective_event.content.get("guest_access") if stored else None)
+
+    def remove_guests_unless_allowed(self, room_id: str) -> None:
+        """Guest Access: "If the m.room.guest_access event is changed to stop [guests joining],
+        the server MUST set those users' m.room.member state to leave." Each guest leaves by their own
+        event, as Synapse does: no power level is needed, and the decision stays with the
+        guest's own server."""
+        if self._guests_may_join(room_id):
+            return
+        for guest in self.rooms.get_joined_guests(room_id):
+            self.creation.send(room_id, guest, "m.room.member", {"membership": "leave"}, state_key=guest)
 
     def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
         """For a restricted room the user may join through a room they are in: a local member
@@ -110,12 +128,20 @@ class MembershipHandler:
         if reason is not None and not isinstance(reason, str):
             raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
         self._require_room(room_id)
-        if target != requester.user_id and user_id_parts(target)[1] != self.server_name:
-            raise MatrixError(403, Codes.FORBIDDEN, "Acting on users of other servers needs federation, "
+        if membership == "invite" and user_id_parts(target)[1] != self.server_name:
+            # A ban or kick of a remote user is a local event; an invite must reach their server.
+            raise MatrixError(403, Codes.FORBIDDEN, "Inviting users of other servers needs federation, "
                                                     "which this server does not support yet")
         if is_direct:
             extra["is_direct"] = True
         content = self.member_content(target, membership, reason, **extra)
+        current = self.rooms.get_membership(room_id, target)
+        if current is not None and current[0] == membership:
+            # The same change again by the same user (a retried join, a second invite) is
+            # answered with the event already there, not a new one in the timeline.
+            stored = self.events.get_event(current[1])
+            if stored is not None and stored.event.sender == requester.user_id and stored.event.content == content:
+                return current[1]
         return self.creation.send(room_id, requester.user_id, "m.room.member", content, state_key=target)
 
     def leave(self, requester, room_id: str, reason: str | None = None) -> None:

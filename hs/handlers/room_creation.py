@@ -6,7 +6,8 @@ from hs.errors import Codes, MatrixError
 from hs.events.room_versions import get_room_version
 from hs.identifiers import user_id_parts
 
-_ALIAS_LOCALPART = re.compile(r"^[^:\s#]+$")
+_ALIAS_LOCALPART = re.compile(r"^[^:\s#\x00]+$")
+MAX_ID_BYTES = 255  # room aliases, event types and state keys
 # As Synapse's presets: in private rooms any member may invite, in public ones moderators.
 PRESETS = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
@@ -151,8 +152,12 @@ class _CreateRequest:
         if self.preset not in PRESETS:
             raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown preset {self.preset!r}")
         self.alias_localpart = optional("room_alias_name", str, "a string")
-        if self.alias_localpart is not None and not _ALIAS_LOCALPART.match(self.alias_localpart):
-            raise MatrixError(400, Codes.INVALID_PARAM, "room_alias_name may not contain ':', '#' or whitespace")
+        if self.alias_localpart is not None:
+            if not _ALIAS_LOCALPART.fullmatch(self.alias_localpart):
+                raise MatrixError(400, Codes.INVALID_PARAM,
+                                  "room_alias_name may not contain ':', '#', NUL or whitespace")
+            if len(f"#{self.alias_localpart}:{config.server_name}".encode()) > MAX_ID_BYTES:
+                raise MatrixError(400, Codes.INVALID_PARAM, f"Room aliases may be at most {MAX_ID_BYTES} bytes")
         self.name = optional("name", str, "a string")
         self.topic = optional("topic", str, "a string")
         self.is_direct = optional("is_direct", bool, "a boolean") or False
@@ -171,6 +176,11 @@ class _CreateRequest:
                 raise MatrixError(400, Codes.BAD_JSON, "initial_state entries need a type and a content object")
             if event["type"] in ("m.room.create", "m.room.member"):
                 raise MatrixError(400, Codes.BAD_JSON, f"initial_state may not contain {event['type']}")
+            for value in (event["type"], event.get("state_key", "")):
+                # Checked here, before the room exists, rather than half way through making it.
+                if "\x00" in value or len(value.encode()) > MAX_ID_BYTES:
+                    raise MatrixError(400, Codes.BAD_JSON, "initial_state types and state keys must be at most "
+                                                           f"{MAX_ID_BYTES} bytes, without NUL")
 
 
 def _default(value, default):

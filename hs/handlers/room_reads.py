@@ -14,6 +14,7 @@ from hs.events.client_format import client_event
 from hs.events.hashing import room_id_from_create_event_id
 from hs.events.visibility import visible_to_user
 from hs.storage.events import StoredEvent
+from hs.streams import StreamToken
 
 MAX_PAGE = 1000
 _TOKEN = re.compile(r"^t(-?\d+)-(-?\d+)$")
@@ -58,13 +59,29 @@ class RoomReadHandler:
         current = self.rooms.get_membership(room_id, user_id)
         if current is not None and current[0] == "join":
             return RoomAccess("join", None, None, is_peeking=False)
-        if current is not None and current[0] in ("leave", "ban"):
+        if current is not None and current[0] in ("leave", "ban") and not self.rooms.is_forgotten(user_id, room_id):
+            # (After /forget "a user will no longer be able to retrieve history for this room".)
             return RoomAccess(current[0], self.events.get_position(current[1]), current[1],
                               is_peeking=not self.rooms.has_ever_joined(room_id, user_id))
-        if self._history_visibility(self.state.get_current_state_ids(
-                room_id, [("m.room.history_visibility", "")])) == "world_readable":
+        if self._world_readable(room_id):
             return RoomAccess(current[0] if current else None, None, None, is_peeking=True)
         raise MatrixError(403, Codes.FORBIDDEN, "You are not a member of this room")
+
+    def _world_readable(self, room_id: str) -> bool:
+        return self._history_visibility(self.state.get_current_state_ids(
+            room_id, [("m.room.history_visibility", "")])) == "world_readable"
+
+    def _state_access(self, user_id: str, room_id: str) -> RoomAccess:
+        """Access to the room state (/state, /members), which no history visibility filters:
+        "403 You aren't a member of the room and weren't previously a member of the room". One
+        whose only membership was an invite or knock that ended never joined, so reads no more
+        than a stranger: nothing, or the current state of a world-readable room."""
+        access = self.access(user_id, room_id)
+        if access.membership in ("leave", "ban") and access.is_peeking:
+            if not self._world_readable(room_id):
+                raise MatrixError(403, Codes.FORBIDDEN, "You were never a member of this room")
+            return RoomAccess(access.membership, None, None, is_peeking=True)
+        return access
 
     def _history_visibility(self, state_ids: dict) -> str | None:
         event_id = state_ids.get(("m.room.history_visibility", ""))
@@ -77,21 +94,35 @@ class RoomReadHandler:
 
     def visible(self, user_id: str, stored: list[StoredEvent], access: RoomAccess) -> list[StoredEvent]:
         """The events the user may see, by the history visibility and their membership in the
-        state before each event."""
-        result = []
+        state before each event. A fixed number of queries for the whole page: only the two
+        state entries that matter are read for each event's state group."""
+        if not stored:
+            return []
+        visibility_key, member_key = ("m.room.history_visibility", ""), ("m.room.member", user_id)
+        groups = self.state.get_state_groups_for_events([s.event.event_id for s in stored])
+        entries = self.state.get_state_entries(groups.values(), [visibility_key, member_key])
+        befores = []
         for item in stored:
             event = item.event
-            before = self.state.get_state_ids_after_event(event.event_id)
-            if event.is_state():
-                before = dict(before)
+            group = groups.get(event.event_id)
+            before = dict(entries.get(group, {})) if group is not None else {}
+            if event.is_state() and event.state_key_tuple in (visibility_key, member_key):
+                # The state after an event holds the event itself; before it, what it replaced.
                 if item.replaces_state:
                     before[event.state_key_tuple] = item.replaces_state
                 else:
                     before.pop(event.state_key_tuple, None)
-            member_id = before.get(("m.room.member", user_id))
-            member = self.events.get_event(member_id) if member_id is not None else None
+            befores.append(before)
+        loaded = self.events.get_events({eid for before in befores for eid in before.values()})
+        result = []
+        for item, before in zip(stored, befores):
+            event = item.event
+            visibility = loaded.get(before.get(visibility_key))
+            member = loaded.get(before.get(member_key))
+            # Redaction keeps history_visibility and membership in every room version.
+            value = visibility.event.content.get("history_visibility") if visibility else None
             if visible_to_user(event.type, event.state_key, event_content=event.content, user_id=user_id,
-                               history_visibility=self._history_visibility(before),
+                               history_visibility=value if isinstance(value, str) else None,
                                membership_at_event=member.event.membership if member else None,
                                is_peeking=access.is_peeking):
                 result.append(item)
@@ -120,7 +151,7 @@ class RoomReadHandler:
             prev = related.get(s.replaces_state) if s.replaces_state else None
             redaction = related.get(s.redacted_by) if s.redacted_by else None
             out.append(client_event(s.event, room_id, now_ms=now, redaction=redaction.event if redaction else None,
-                                    prev_state=prev.event if prev else None,
+                                    prev_state=prev.effective_event if prev else None,
                                     transaction_id=txn_ids.get(s.event.event_id),
                                     relations=aggregations.get(s.event.event_id)))
         return out
@@ -148,7 +179,7 @@ class RoomReadHandler:
 
     def state_ids_for_reader(self, requester, room_id: str) -> dict:
         """Current state for members, the state at their leave for those who left."""
-        access = self.access(requester.user_id, room_id)
+        access = self._state_access(requester.user_id, room_id)
         if access.until_event_id is not None:
             return self.state.get_state_ids_after_event(access.until_event_id)
         return self.state.get_current_state_ids(room_id)
@@ -170,9 +201,11 @@ class RoomReadHandler:
 
     def get_members(self, requester, room_id: str, *, at: str | None, membership: str | None,
                     not_membership: str | None) -> list[dict]:
-        access = self.access(requester.user_id, room_id)
+        access = self._state_access(requester.user_id, room_id)
         if at is not None or access.until_event_id is not None:
-            position = parse_pagination_token(at) if at is not None else None
+            # `at` is a point in the timeline, "obtained from a prev_batch token": the state
+            # before the event the token stands for (a sync token: after its last event).
+            position = self._position(room_id, at, after_event=True) if at is not None else None
             state_ids = self._state_at(room_id, position, access)
             member_ids = [eid for (t, _), eid in state_ids.items() if t == "m.room.member"]
         else:
@@ -190,15 +223,30 @@ class RoomReadHandler:
             members = [m for m in members if m.event.membership != not_membership]
         return self.serialize(members, room_id)
 
+    def _position(self, room_id: str, token: str, *, after_event: bool) -> tuple[int, int]:
+        """A /messages token as a position: ours ("t<topological>-<stream>"), or a /sync token
+        ("s<room stream>_...", which the spec lets clients pass as `from`, `to` and `at`). A sync
+        token covers every event up to its room stream position; it becomes the position of the
+        room's last such event, or just after it (`after_event`) where the bound is exclusive
+        and that event must be included."""
+        if not token.startswith("s"):
+            return parse_pagination_token(token)
+        stream = StreamToken.parse(token).room
+        found = self.events.get_position_at_stream(room_id, stream)
+        if found is None:
+            return (0, 0)
+        return (found[0], found[1] + 1) if after_event else found
+
     def _state_at(self, room_id: str, position: tuple[int, int] | None, access: RoomAccess) -> dict:
-        """The state after the last event at or before `position` (bounded by the reader's leave)."""
+        """The state after the last event before `position` (exclusive), and no later than the
+        reader's leave."""
         bound = position
-        if access.until is not None and (bound is None or access.until < bound):
-            bound = access.until
+        if access.until is not None:
+            after_leave = (access.until[0], access.until[1] + 1)
+            bound = after_leave if bound is None else min(bound, after_leave)
         if bound is None:
             return self.state.get_current_state_ids(room_id)
-        before = self.events.get_room_events_page(room_id, from_pos=(bound[0], bound[1] + 1), to_pos=None,
-                                                  backwards=True, limit=1)
+        before = self.events.get_room_events_page(room_id, from_pos=bound, to_pos=None, backwards=True, limit=1)
         return self.state.get_state_ids_after_event(before[0].event.event_id) if before else {}
 
     def get_joined_members(self, requester, room_id: str) -> dict:
@@ -215,23 +263,26 @@ class RoomReadHandler:
         access = self.access(requester.user_id, room_id)
         backwards = direction == "b"
         if from_token is not None:
-            from_pos = parse_pagination_token(from_token)
+            from_pos = self._position(room_id, from_token, after_event=backwards)
         else:
             top = self.events.get_max_position(room_id)
             from_pos = (top[0], top[1] + 1) if backwards else (0, 0)
         if access.until is not None and backwards:
             # One who left reads up to their leave, and not after it.
             from_pos = min(from_pos, (access.until[0], access.until[1] + 1))
-        to_pos = parse_pagination_token(to_token) if to_token is not None else None
+        to_pos = self._position(room_id, to_token, after_event=not backwards) if to_token is not None else None
         if limit == 0:
             # Nothing asked for, nothing read: the client may go on from where it is.
-            return {"chunk": [], "start": pagination_token(from_pos), "end": pagination_token(from_pos)}
+            start = from_token if from_token is not None else pagination_token(from_pos)
+            return {"chunk": [], "start": start, "end": start}
         page = self.events.get_room_events_page(room_id, from_pos=from_pos, to_pos=to_pos, backwards=backwards,
                                                 limit=limit, **_filter_args(event_filter))
         if access.until is not None and not backwards:
             page = [s for s in page if (s.topological_ordering, s.stream_ordering) <= access.until]
         visible = self.visible(requester.user_id, page, access)
-        body = {"chunk": self.serialize(visible, room_id, requester), "start": pagination_token(from_pos)}
+        # "start: ... This will be the same as the value given in from."
+        start = from_token if from_token is not None else pagination_token(from_pos)
+        body = {"chunk": self.serialize(visible, room_id, requester), "start": start}
         if len(page) == limit:
             last = page[-1]
             body["end"] = pagination_token((last.topological_ordering, last.stream_ordering))
@@ -267,17 +318,23 @@ class RoomReadHandler:
         end = after[-1] if after else stored
         # "The state of the room at the last event returned."
         state_ids = self.state.get_state_ids_after_event(end.event.event_id)
-        state = self.events.get_events(state_ids.values())
         if event_filter is not None and getattr(event_filter, "lazy_load_members", False):
+            # Only the senders' member events: filtered by key, so the other members of a big
+            # room are never loaded.
             senders = {s.event.sender for s in [stored, *before, *after]}
-            state = {k: v for k, v in state.items() if v.event.type != "m.room.member" or v.event.state_key in senders}
+            state_ids = {k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders}
+        found = self.events.get_events(state_ids.values())
+        state = self.serialize([found[e] for e in state_ids.values() if e in found], room_id)
+        if event_filter is not None:
+            # The filter applies to events_before, events_after and state, not to the event.
+            state = event_filter.filter(state)
         return {
             "event": self.serialize([stored], room_id, requester)[0],
             "events_before": self.serialize(before, room_id, requester),
             "events_after": self.serialize(after, room_id, requester),
             "start": pagination_token((start.topological_ordering, start.stream_ordering)),
             "end": pagination_token((end.topological_ordering, end.stream_ordering)),
-            "state": self.serialize(list(state.values()), room_id),
+            "state": state,
         }
 
 

@@ -231,6 +231,14 @@ class EventStore:
                                (event_id,))
         return tuple(rows[0]) if rows else None
 
+    def get_position_at_stream(self, room_id: str, stream_ordering: int) -> tuple[int, int] | None:
+        """(topological, stream) of the room's last event at or before a stream position."""
+        rows = self.db.execute("room_position_at_stream",
+                               "SELECT topological_ordering, stream_ordering FROM events WHERE room_id = %s"
+                               " AND stream_ordering <= %s ORDER BY stream_ordering DESC LIMIT 1",
+                               (room_id, stream_ordering))
+        return tuple(rows[0]) if rows else None
+
     def get_max_position(self, room_id: str) -> tuple[int, int]:
         rows = self.db.execute("room_max_position",
                                "SELECT topological_ordering, stream_ordering FROM events WHERE room_id = %s"

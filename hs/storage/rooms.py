@@ -71,6 +71,14 @@ class RoomStore:
             " WHERE c.room_id = %s AND c.type = 'm.room.member' AND c.membership = 'join'", (room_id,))
         return {user_id: {"display_name": name, "avatar_url": avatar} for user_id, name, avatar in rows}
 
+    def get_joined_guests(self, room_id: str) -> list[str]:
+        rows = self.db.execute(
+            "joined_guests",
+            "SELECT c.state_key FROM current_state_events c JOIN users u ON u.user_id = c.state_key"
+            " WHERE c.room_id = %s AND c.type = 'm.room.member' AND c.membership = 'join' AND u.is_guest"
+            " ORDER BY c.state_key", (room_id,))
+        return [row[0] for row in rows]
+
     def count_members(self, room_id: str) -> dict[str, int]:
         rows = self.db.execute("count_members",
                                "SELECT membership, count(*) FROM current_state_events"
@@ -89,6 +97,10 @@ class RoomStore:
         return bool(self.db.execute("has_ever_joined",
                                     "SELECT 1 FROM room_memberships WHERE room_id = %s AND user_id = %s"
                                     " AND membership = 'join' LIMIT 1", (room_id, user_id)))
+
+    def is_forgotten(self, user_id: str, room_id: str) -> bool:
+        return bool(self.db.execute("is_forgotten", "SELECT 1 FROM room_forgotten WHERE user_id = %s AND room_id = %s",
+                                    (user_id, room_id)))
 
     def forget(self, user_id: str, room_id: str) -> None:
         self.db.execute("forget_room", "INSERT INTO room_forgotten (user_id, room_id) VALUES (%s, %s)"

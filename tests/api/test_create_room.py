@@ -341,11 +341,38 @@ def test_taken_room_alias_is_refused_before_a_room_is_made(alice, db_dsn):
     conn.close()
 
 
-@pytest.mark.parametrize("local", ["a:b", "a#b", "a b", ""])
-def test_invalid_room_alias_name_is_refused(alice, local):
+@pytest.mark.parametrize("local", ["a:b", "a#b", "a b", "", "a\u0000b", "a\n", "x" * 250])
+def test_invalid_room_alias_name_is_refused_before_a_room_is_made(alice, db_dsn, local):
+    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM rooms")
+        before = cur.fetchone()[0]
+        resp = alice.post("/createRoom", {"room_alias_name": local})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["errcode"] in ("M_INVALID_PARAM", "M_BAD_ALIAS")
+        cur.execute("SELECT count(*) FROM rooms")
+        assert cur.fetchone()[0] == before
+    conn.close()
+
+
+@pytest.mark.parametrize("local", ["été", "a/b", "x" * 200])
+def test_room_alias_names_may_hold_any_character_but_colon(alice, local):
     resp = alice.post("/createRoom", {"room_alias_name": local})
-    assert resp.status_code == 400, resp.text
-    assert resp.json()["errcode"] in ("M_INVALID_PARAM", "M_BAD_ALIAS")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["room_alias"] == f"#{local}:test.local"
+
+
+@pytest.mark.parametrize("entry", [{"type": "a\u0000", "content": {}},
+                                   {"type": "a", "state_key": "\u0000", "content": {}},
+                                   {"type": "x" * 256, "content": {}},
+                                   {"type": "a", "state_key": "k" * 256, "content": {}}])
+def test_initial_state_with_an_impossible_type_or_key_is_refused_before_a_room_is_made(alice, db_dsn, entry):
+    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM rooms")
+        before = cur.fetchone()[0]
+        assert_error(alice.post("/createRoom", {"initial_state": [entry]}), 400, "M_BAD_JSON")
+        cur.execute("SELECT count(*) FROM rooms")
+        assert cur.fetchone()[0] == before
+    conn.close()
 
 
 @pytest.mark.parametrize("body", [

@@ -24,14 +24,20 @@ def alice(homeserver):
     return Client(homeserver).register("alice")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bob(homeserver):
     return new_user(homeserver, "bob")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def carol(homeserver):
     return new_user(homeserver, "carol")
+
+
+@pytest.fixture
+def newcomer(homeserver):
+    """A user in no room yet, for exact /joined_rooms answers."""
+    return new_user(homeserver, "new")
 
 
 def create(client, **body) -> str:
@@ -66,7 +72,8 @@ def joined_rooms(client) -> list[str]:
 
 # --- join, leave, joined_rooms -----------------------------------------------------------------
 
-def test_join_a_public_room_by_id_and_it_appears_in_joined_rooms(alice, bob):
+def test_join_a_public_room_by_id_and_it_appears_in_joined_rooms(alice, newcomer):
+    bob = newcomer
     room_id = create(alice, preset="public_chat")
     resp = bob.post(f"/rooms/{q(room_id)}/join", {})
     assert resp.status_code == 200, resp.text
@@ -78,7 +85,8 @@ def test_join_a_public_room_by_id_and_it_appears_in_joined_rooms(alice, bob):
     assert rooms.json()["joined_rooms"] == [room_id]
 
 
-def test_joined_rooms_lists_every_joined_room_and_not_left_ones(alice, bob):
+def test_joined_rooms_lists_every_joined_room_and_not_left_ones(alice, newcomer):
+    bob = newcomer
     rooms = [create(alice, preset="public_chat") for _ in range(3)]
     for room_id in rooms:
         assert join(bob, room_id).status_code == 200
@@ -509,3 +517,148 @@ def test_join_reason_appears_in_the_member_event(alice, bob):
     room_id = create(alice, preset="public_chat")
     assert bob.post(f"/rooms/{q(room_id)}/join", {"reason": "hello"}).status_code == 200
     assert member(alice, room_id, bob.user_id)["reason"] == "hello"
+
+
+def _timeline_members(client, room_id, user_id) -> list[str]:
+    chunk = client.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 50}).json()["chunk"]
+    return [e["content"]["membership"] for e in chunk if e["type"] == "m.room.member" and e["state_key"] == user_id]
+
+
+def test_joining_twice_does_not_add_a_second_join_event(alice, bob):
+    room_id = create(alice, preset="public_chat")
+    first = join(bob, room_id)
+    again = join(bob, room_id)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == {"room_id": room_id}
+    assert _timeline_members(alice, room_id, bob.user_id) == ["join"]
+
+
+def test_joining_again_with_a_new_reason_is_a_new_event(alice, bob):
+    room_id = create(alice, preset="public_chat")
+    assert join(bob, room_id).status_code == 200
+    assert bob.post(f"/rooms/{q(room_id)}/join", {"reason": "back"}).status_code == 200
+    assert _timeline_members(alice, room_id, bob.user_id) == ["join", "join"]
+
+
+def test_inviting_twice_does_not_add_a_second_invite_event(alice, bob):
+    room_id = create(alice)
+    for _ in range(2):
+        assert alice.post(f"/rooms/{q(room_id)}/invite", {"user_id": bob.user_id}).status_code == 200
+    assert _timeline_members(alice, room_id, bob.user_id) == ["invite"]
+
+
+def test_a_remote_user_can_be_banned_but_not_invited(alice):
+    room_id = create(alice, preset="public_chat")
+    remote = "@spammer:elsewhere.example"
+    resp = alice.post(f"/rooms/{q(room_id)}/ban", {"user_id": remote, "reason": "spam"})
+    assert resp.status_code == 200, resp.text
+    assert member(alice, room_id, remote) == {"membership": "ban", "reason": "spam"}
+    assert alice.post(f"/rooms/{q(room_id)}/unban", {"user_id": remote}).status_code == 200
+    assert member(alice, room_id, remote) == {"membership": "leave"}
+    assert_error(alice.post(f"/rooms/{q(room_id)}/invite", {"user_id": remote}), 403, "M_FORBIDDEN")
+
+
+# --- guests (Guest Access module) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def guest_server(pg_server_dsn, template_db):
+    # Its own database: two masters must not write events into one.
+    from tests.harness import HomeserverProcess
+    from tests.pg import create_database, drop_database, make_dsn, unique_name
+    name = unique_name("hs_test_guests")
+    create_database(pg_server_dsn, name, template=template_db)
+    server = HomeserverProcess(make_dsn(pg_server_dsn, name), allow_guest_access=True)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        drop_database(pg_server_dsn, name)
+
+
+def new_guest(server) -> Client:
+    resp = Client(server).post("/register?kind=guest", {})
+    assert resp.status_code == 200, resp.text
+    guest = Client(server, resp.json()["access_token"])
+    guest.user_id = resp.json()["user_id"]
+    return guest
+
+
+@pytest.fixture(scope="module")
+def host(guest_server):
+    return new_user(guest_server, "host")
+
+
+def _guest_room(host, guest_access="can_join") -> str:
+    return create(host, preset="public_chat", initial_state=[
+        {"type": "m.room.guest_access", "content": {"guest_access": guest_access}}])
+
+
+def test_guest_joins_a_room_that_allows_guests_and_sends_a_message(host, guest_server):
+    guest = new_guest(guest_server)
+    room_id = _guest_room(host)
+    resp = guest.post(f"/rooms/{q(room_id)}/join", {})
+    assert resp.status_code == 200, resp.text
+    assert member(host, room_id, guest.user_id)["membership"] == "join"
+    resp = guest.put(f"/rooms/{q(room_id)}/send/m.room.message/g1", {"msgtype": "m.text", "body": "hi"})
+    assert resp.status_code == 200, resp.text
+    body = guest.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 1})
+    assert body.status_code == 200 and body.json()["chunk"][0]["content"]["body"] == "hi"
+    assert guest.get(f"/rooms/{q(room_id)}/state").status_code == 200
+    assert guest.get(f"/rooms/{q(room_id)}/members").status_code == 200
+    assert guest.post(f"/rooms/{q(room_id)}/leave", {}).status_code == 200
+
+
+def test_guest_cannot_join_a_room_that_forbids_guests(host, guest_server):
+    guest = new_guest(guest_server)
+    for room_id in (create(host, preset="public_chat"), _guest_room(host, "forbidden")):
+        assert_error(guest.post(f"/join/{q(room_id)}", {}), 403, "M_FORBIDDEN")
+
+
+def test_guest_may_send_only_messages(host, guest_server):
+    guest = new_guest(guest_server)
+    room_id = _guest_room(host)
+    assert guest.post(f"/rooms/{q(room_id)}/join", {}).status_code == 200
+    resp = guest.put(f"/rooms/{q(room_id)}/send/m.reaction/g2", {})
+    assert_error(resp, 403, "M_GUEST_ACCESS_FORBIDDEN")
+    assert_error(guest.put(f"/rooms/{q(room_id)}/state/org.example/", {}), 403, "M_GUEST_ACCESS_FORBIDDEN")
+    assert_error(guest.post("/createRoom", {}), 403, "M_GUEST_ACCESS_FORBIDDEN")
+    assert_error(guest.post(f"/rooms/{q(room_id)}/invite", {"user_id": host.user_id}), 403,
+                 "M_GUEST_ACCESS_FORBIDDEN")
+
+
+def test_closing_guest_access_makes_joined_guests_leave(host, guest_server):
+    guests = [new_guest(guest_server) for _ in range(2)]
+    room_id = _guest_room(host)
+    for guest in guests:
+        assert guest.post(f"/rooms/{q(room_id)}/join", {}).status_code == 200
+    resp = host.put(f"/rooms/{q(room_id)}/state/m.room.guest_access/", {"guest_access": "forbidden"})
+    assert resp.status_code == 200, resp.text
+    for guest in guests:
+        event = host.get(f"/rooms/{q(room_id)}/state/m.room.member/{q(guest.user_id)}",
+                         params={"format": "event"}).json()
+        assert event["content"] == {"membership": "leave"}
+        assert event["sender"] == guest.user_id
+    joined = host.get(f"/rooms/{q(room_id)}/joined_members").json()["joined"]
+    assert list(joined) == [host.user_id]
+
+
+def test_forgotten_room_history_can_no_longer_be_read(alice, bob):
+    room_id = create(alice, preset="public_chat")
+    assert join(bob, room_id).status_code == 200
+    event_id = alice.put(f"/rooms/{q(room_id)}/send/m.room.message/f1", {"msgtype": "m.text", "body": "x"}).json()[
+        "event_id"]
+    assert bob.post(f"/rooms/{q(room_id)}/leave", {}).status_code == 200
+    assert bob.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b"}).status_code == 200
+    assert bob.post(f"/rooms/{q(room_id)}/forget", {}).status_code == 200
+    assert_error(bob.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b"}), 403, "M_FORBIDDEN")
+    assert_error(bob.get(f"/rooms/{q(room_id)}/state"), 403, "M_FORBIDDEN")
+    assert_error(bob.get(f"/rooms/{q(room_id)}/members"), 403, "M_FORBIDDEN")
+    assert_error(bob.get(f"/rooms/{q(room_id)}/event/{q(event_id)}"), 403, "M_FORBIDDEN")
+    # Joining again brings the room back.
+    assert join(bob, room_id).status_code == 200
+    assert bob.get(f"/rooms/{q(room_id)}/event/{q(event_id)}").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/join/{}", "/knock/{}"])
+def test_alias_with_nul_is_invalid_param(bob, path):
+    assert_error(bob.post(path.format(q("#a\u0000b:test.local")), {}), 400, "M_INVALID_PARAM")

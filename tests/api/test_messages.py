@@ -257,7 +257,7 @@ def test_invalid_filter_is_invalid_param(room, raw):
 
 
 @pytest.mark.parametrize("param", ["from", "to"])
-@pytest.mark.parametrize("token", ["garbage", "t1", "s12", "t1-x", "t1-2-3"])
+@pytest.mark.parametrize("token", ["garbage", "t1", "t1-x", "t1-2-3", "s", "sx", "s1_", "s1-2"])
 def test_invalid_token_is_refused(room, param, token):
     resp = room.alice.get(f"/rooms/{q(room.room_id)}/messages", params={"dir": "b", param: token})
     assert resp.status_code == 400, resp.text
@@ -431,6 +431,19 @@ def test_members_at_an_earlier_token(members_room):
     assert _members(r["alice"], r["room_id"], at=r["early"]) == {r["alice"].user_id: "join"}
 
 
+def test_members_at_a_prev_batch_token_is_the_state_before_that_event(members_room, homeserver):
+    # A timeline whose first event is Erin's join has prev_batch at that join: the members
+    # before it do not include her.
+    r = members_room
+    erin = new_user(homeserver, "erin")
+    room_id = create(r["alice"], preset="public_chat")
+    assert erin.post(f"/rooms/{q(room_id)}/join", {}).status_code == 200
+    page = messages(r["alice"], room_id, dir="b", limit=1)
+    assert page["chunk"][0]["state_key"] == erin.user_id
+    assert _members(r["alice"], room_id, at=page["end"]) == {r["alice"].user_id: "join"}
+    assert _members(r["alice"], room_id) == {r["alice"].user_id: "join", erin.user_id: "join"}
+
+
 def test_members_at_an_invalid_token_is_refused(members_room):
     r = members_room
     assert_error(r["alice"].get(f"/rooms/{q(r['room_id'])}/members", params={"at": "nonsense"}), 400,
@@ -477,3 +490,62 @@ def test_joined_members_needs_membership(members_room):
     r = members_room
     assert_error(r["carol"].get(f"/rooms/{q(r['room_id'])}/joined_members"), 403, "M_FORBIDDEN")
     assert_error(r["dave"].get(f"/rooms/{q(r['room_id'])}/joined_members"), 403, "M_FORBIDDEN")
+
+
+def test_context_filter_applies_to_the_state_too(room):
+    body = context(room.bob, room.room_id, room.sent_ids[20], limit=4, filter=json.dumps({"types": ["m.room.message"]}))
+    assert body["state"] == []
+    body = context(room.bob, room.room_id, room.sent_ids[20], limit=4,
+                   filter=json.dumps({"not_types": ["m.room.member"]}))
+    assert {e["type"] for e in body["state"]} == {"m.room.create", "m.room.power_levels", "m.room.join_rules",
+                                                  "m.room.history_visibility", "m.room.guest_access", "m.room.name"}
+
+
+# --- sync tokens as /messages and /members positions -----------------------------------------------
+
+def _stream_ordering(db_dsn, event_id) -> int:
+    import psycopg2
+    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT stream_ordering FROM events WHERE event_id = %s", (event_id,))
+        (stream,) = cur.fetchone()
+    conn.close()
+    return stream
+
+
+def test_a_sync_token_works_as_from_in_both_directions(room, db_dsn):
+    # "from: ... This token can be obtained from a prev_batch or next_batch token returned by
+    # the /sync endpoint": a sync token covers the events up to its room stream position.
+    token = f"s{_stream_ordering(db_dsn, room.sent_ids[40])}_0_0"
+    back = messages(room.alice, room.room_id, dir="b", limit=5, **{"from": token})
+    assert back["start"] == token
+    assert [e["event_id"] for e in back["chunk"]] == room.sent_ids[36:41][::-1]
+    forward = messages(room.alice, room.room_id, dir="f", limit=5, **{"from": token})
+    assert [e["event_id"] for e in forward["chunk"]] == room.sent_ids[41:46]
+
+
+def test_a_sync_token_works_as_to(room, db_dsn):
+    token = f"s{_stream_ordering(db_dsn, room.sent_ids[50])}"
+    back = messages(room.alice, room.room_id, dir="b", limit=100, to=token)
+    assert [e["event_id"] for e in back["chunk"]] == room.sent_ids[51:][::-1]
+    forward = messages(room.alice, room.room_id, dir="f", limit=100, to=token,
+                       **{"from": f"s{_stream_ordering(db_dsn, room.sent_ids[45])}"})
+    assert [e["event_id"] for e in forward["chunk"]] == room.sent_ids[46:51]
+
+
+def test_a_sync_token_from_before_the_room_existed(room):
+    assert messages(room.alice, room.room_id, dir="b", **{"from": "s0"})["chunk"] == []
+    forward = messages(room.alice, room.room_id, dir="f", limit=1, **{"from": "s0"})
+    assert forward["chunk"][0]["type"] == "m.room.create"
+
+
+def test_a_sync_token_works_as_members_at(members_room, db_dsn):
+    r = members_room
+    first_event = messages(r["alice"], r["room_id"], dir="f", limit=1)["chunk"][0]["event_id"]
+    token = f"s{_stream_ordering(db_dsn, first_event) + 3}"
+    # Three events after the create: the creator's join, power levels, join rules.
+    assert _members(r["alice"], r["room_id"], at=token) == {r["alice"].user_id: "join"}
+
+
+def test_an_invalid_sync_token_is_refused(room):
+    assert_error(room.alice.get(f"/rooms/{q(room.room_id)}/messages", params={"dir": "b", "from": "s1_x"}), 400,
+                 "M_INVALID_PARAM")

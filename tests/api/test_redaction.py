@@ -25,7 +25,7 @@ def alice(homeserver):
     return Client(homeserver).register("alice")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bob(homeserver):
     return new_user(homeserver, "bob")
 
@@ -335,3 +335,22 @@ def test_redaction_through_send_of_an_unknown_event_is_not_found(alice):
     room_id = create(alice, room_version="11")
     resp = alice.put(f"/rooms/{q(room_id)}/send/m.room.redaction/{uuid.uuid4().hex}", {"redacts": "$nope"})
     assert_error(resp, 404, "M_NOT_FOUND")
+
+
+def test_prev_content_of_a_redacted_previous_state_is_redacted(alice):
+    room_id = create(alice)
+    first = alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "secret topic"}).json()["event_id"]
+    assert redact(alice, room_id, first).status_code == 200
+    assert alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "new"}).status_code == 200
+    event = _state_event(alice, room_id, "m.room.topic")
+    assert event["content"] == {"topic": "new"}
+    assert event["unsigned"]["replaces_state"] == first
+    assert event["unsigned"]["prev_content"] == {}
+
+
+def test_non_member_learns_nothing_about_events_from_a_redaction(alice, bob):
+    room_id = create(alice, room_version="11")
+    existing = send(alice, room_id)
+    # The same answer whether the event exists or not: the auth rules refuse first.
+    assert_error(redact(bob, room_id, existing), 403, "M_FORBIDDEN")
+    assert_error(redact(bob, room_id, "$doesnotexist"), 403, "M_FORBIDDEN")

@@ -26,7 +26,7 @@ def alice(homeserver):
     return Client(homeserver).register("alice")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bob(homeserver):
     return new_user(homeserver, "bob")
 
@@ -160,6 +160,24 @@ def test_floats_and_huge_integers_are_bad_json_from_v6(alice, version, value):
     room_id = create(alice, room_version=version)
     assert_error(send(alice, room_id, {"msgtype": "m.text", "body": "n", "n": value}), 400, "M_BAD_JSON")
     assert_error(alice.put(f"/rooms/{q(room_id)}/state/org.example.n/", {"n": [value]}), 400, "M_BAD_JSON")
+
+
+@pytest.mark.parametrize("version", ["1", "5"])
+def test_floats_and_big_integers_are_kept_before_v6(alice, version):
+    # Canonical JSON's number limits are enforced from room version 6.
+    room_id = create(alice, room_version=version)
+    content = {"msgtype": "m.text", "body": "n", "f": 1.5, "big": 2 ** 60}
+    resp = send(alice, room_id, content)
+    assert resp.status_code == 200, resp.text
+    assert get_event(alice, room_id, resp.json()["event_id"])["content"] == content
+
+
+def test_event_of_another_room_or_unknown_is_not_found(alice):
+    room_a, room_b = create(alice), create(alice)
+    event_id = send(alice, room_b, MESSAGE).json()["event_id"]
+    assert_error(alice.get(f"/rooms/{q(room_a)}/event/{q(event_id)}"), 404, "M_NOT_FOUND")
+    assert_error(alice.get(f"/rooms/{q(room_a)}/event/{q('$nosuchevent')}"), 404, "M_NOT_FOUND")
+    assert_error(alice.get(f"/rooms/{q(room_a)}/event/notanevent"), 400, "M_INVALID_PARAM")
 
 
 def test_largest_safe_integers_are_accepted(alice):
@@ -387,3 +405,33 @@ def test_nul_in_a_messages_filter_matches_nothing(alice):
                      params={"dir": "b", "limit": 1, "filter": '{"not_senders": ["@x\\u0000:y"]}'})
     assert resp.status_code == 200, resp.text
     assert [e["content"] for e in resp.json()["chunk"]] == [MESSAGE]
+
+
+def test_state_is_forbidden_to_a_user_whose_invite_ended_without_a_join(alice, bob):
+    room_id = create(alice, name="Private")
+    assert alice.post(f"/rooms/{q(room_id)}/invite", {"user_id": bob.user_id}).status_code == 200
+    assert bob.post(f"/rooms/{q(room_id)}/leave", {}).status_code == 200
+    assert_error(bob.get(f"/rooms/{q(room_id)}/state"), 403, "M_FORBIDDEN")
+    assert_error(bob.get(f"/rooms/{q(room_id)}/state/m.room.name/"), 403, "M_FORBIDDEN")
+    assert_error(bob.get(f"/rooms/{q(room_id)}/members"), 403, "M_FORBIDDEN")
+
+
+def test_state_of_a_world_readable_room_after_a_rejected_invite_is_the_current_state(alice, bob):
+    room_id = create(alice, name="Before", initial_state=[
+        {"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
+    assert alice.post(f"/rooms/{q(room_id)}/invite", {"user_id": bob.user_id}).status_code == 200
+    assert bob.post(f"/rooms/{q(room_id)}/leave", {}).status_code == 200
+    assert alice.put(f"/rooms/{q(room_id)}/state/m.room.name/", {"name": "After"}).status_code == 200
+    assert bob.get(f"/rooms/{q(room_id)}/state/m.room.name/").json() == {"name": "After"}
+
+
+def test_setting_the_same_state_twice_returns_the_same_event(alice):
+    room_id = create(alice)
+    first = alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "same"})
+    again = alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "same"})
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    changed = alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "other"})
+    assert changed.json() != first.json()
+    chunk = alice.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 5}).json()["chunk"]
+    assert [e["content"]["topic"] for e in chunk if e["type"] == "m.room.topic"] == ["other", "same"]

@@ -15,8 +15,9 @@ import pytest
 from nio import (AsyncClient, JoinedMembersResponse, JoinedRoomsResponse, JoinError, JoinResponse,
                  MessageDirection, RedactedEvent, RegisterResponse, RoomBanResponse, RoomContextResponse,
                  RoomCreateResponse, RoomForgetResponse, RoomGetEventResponse, RoomGetStateEventResponse,
-                 RoomInviteResponse, RoomKickResponse, RoomLeaveResponse, RoomMessagesResponse, RoomMessageText,
-                 RoomPreset, RoomRedactResponse, RoomSendError, RoomSendResponse, RoomUnbanResponse, RoomVisibility)
+                 RoomInviteResponse, RoomKickResponse, RoomLeaveResponse, RoomMessagesResponse,
+                 RoomMessageText, RoomPreset, RoomRedactResponse, RoomSendError, RoomSendResponse,
+                 RoomUnbanResponse, RoomVisibility, SyncResponse)
 
 PASSWORD = "nio rooms correct horse"
 MESSAGES = 200
@@ -112,6 +113,15 @@ def test_nio_two_hundred_messages_page_back_and_forth_in_exact_order(homeserver)
             assert [(e.sender, e.body) for e in texts] == [(s[1], s[2]) for s in reversed(sent)]
             forwards = await _page_all(alice, room_id, MessageDirection.front, limit)
             assert [e.event_id for e in forwards] == ids[::-1]
+
+        # The way nio's users page: backwards from the token of their last sync.
+        synced = await bob.sync(timeout=0)
+        assert isinstance(synced, SyncResponse), synced
+        latest = await bob.room_messages(room_id, start=synced.next_batch, limit=20)
+        assert isinstance(latest, RoomMessagesResponse), latest
+        assert [e.event_id for e in latest.chunk] == [s[0] for s in reversed(sent)][:20]
+        older = await bob.room_messages(room_id, start=latest.end, limit=20)
+        assert [e.event_id for e in older.chunk] == [s[0] for s in reversed(sent)][20:40]
 
         # One page back, then forwards from its end: the same events, oldest first.
         back = await bob.room_messages(room_id, direction=MessageDirection.back, limit=30)

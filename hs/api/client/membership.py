@@ -17,6 +17,9 @@ def _reason(body: dict) -> str | None:
 class JoinResource(Resource):
     """POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join."""
 
+    # Guests may join rooms whose guest_access is can_join (checked by the handler).
+    guest_access = frozenset({"POST"})
+
     def __init__(self, membership):
         self.membership = membership
 
@@ -66,6 +69,8 @@ class MembershipActionResource(Resource):
 
 
 class LeaveResource(Resource):
+    guest_access = frozenset({"POST"})
+
     def __init__(self, membership):
         self.membership = membership
 

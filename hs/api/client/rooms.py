@@ -26,6 +26,9 @@ class CreateRoomResource(Resource):
 
 
 class SendResource(Resource):
+    # Guests may send m.room.message only (Guest Access: "PUT /rooms/:room_id/send/m.room.message/:txn_id").
+    guest_access = frozenset({"PUT"})
+
     def __init__(self, creation, limiters):
         self.creation = creation
         self.limiters = limiters
@@ -34,6 +37,8 @@ class SendResource(Resource):
         check_room_id(room_id)
         _check_path_text(eventType=event_type, txnId=txn_id)
         requester = req.context.requester
+        if requester.is_guest and event_type != "m.room.message":
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests may only send m.room.message events")
         content = json_body(req, allow_empty=True)
         txn_key = (requester.user_id, requester.device_id, f"send {room_id} {event_type}", txn_id)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, txn_key=txn_key,
@@ -43,10 +48,13 @@ class SendResource(Resource):
 
 
 class StateEventResource(Resource):
-    def __init__(self, creation, reads, limiters):
+    guest_access = frozenset({"GET"})
+
+    def __init__(self, creation, reads, limiters, membership):
         self.creation = creation
         self.reads = reads
         self.limiters = limiters
+        self.membership = membership
 
     def on_get(self, req, resp, room_id, event_type, state_key=""):
         check_room_id(room_id)
@@ -64,6 +72,8 @@ class StateEventResource(Resource):
         content = json_body(req, allow_empty=True)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, state_key=state_key,
                                       ratelimit=lambda: self.limiters.message.check(requester.user_id))
+        if event_type == "m.room.guest_access" and state_key == "":
+            self.membership.remove_guests_unless_allowed(room_id)
         resp.media = {"event_id": event_id}
 
     # /state/{type} with no state key means the empty state key.
@@ -72,6 +82,8 @@ class StateEventResource(Resource):
 
 
 class StateResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def __init__(self, reads):
         self.reads = reads
 
@@ -100,6 +112,8 @@ class RedactResource(Resource):
 
 
 class EventResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def __init__(self, reads):
         self.reads = reads
 
@@ -110,6 +124,8 @@ class EventResource(Resource):
 
 
 class MembersResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def __init__(self, reads):
         self.reads = reads
 
@@ -134,6 +150,8 @@ class JoinedMembersResource(Resource):
 
 
 class MessagesResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def __init__(self, reads, filters):
         self.reads = reads
         self.filters = filters
@@ -156,6 +174,8 @@ class MessagesResource(Resource):
 
 
 class ContextResource(Resource):
+    guest_access = frozenset({"GET"})
+
     def __init__(self, reads, filters):
         self.reads = reads
         self.filters = filters
@@ -184,7 +204,7 @@ def register(app, hs):
     add_client_route(app, "/createRoom", CreateRoomResource(hs.room_creation))
     add_client_route(app, "/rooms/{room_id}/send/{event_type}/{txn_id}",
                      SendResource(hs.event_creation, hs.limiters))
-    state_event = StateEventResource(hs.event_creation, hs.room_reads, hs.limiters)
+    state_event = StateEventResource(hs.event_creation, hs.room_reads, hs.limiters, hs.membership)
     add_client_route(app, "/rooms/{room_id}/state/{event_type}/{state_key}", state_event)
     for prefix in ("/_matrix/client/r0", "/_matrix/client/v3"):
         app.add_route(prefix + "/rooms/{room_id}/state/{event_type}", state_event, suffix="empty")
