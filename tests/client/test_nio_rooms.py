@@ -18,6 +18,7 @@ from nio import (AsyncClient, JoinedMembersResponse, JoinedRoomsResponse, JoinEr
                  RoomInviteResponse, RoomKickResponse, RoomLeaveResponse, RoomMessagesResponse,
                  RoomMessageText, RoomPreset, RoomRedactResponse, RoomSendError, RoomSendResponse,
                  RoomUnbanResponse, RoomVisibility, SyncResponse)
+from nio.responses import RoomUpgradeResponse
 
 PASSWORD = "nio rooms correct horse"
 MESSAGES = 200
@@ -215,5 +216,26 @@ def test_nio_kick_ban_unban_and_leave(homeserver):
         refused = await alice.room_forget(room_id)
         assert not isinstance(refused, RoomForgetResponse)
         assert refused.transport_response.status == 400
+
+    run(homeserver, scenario)
+
+
+def test_nio_upgrades_a_room_and_members_follow_the_tombstone(homeserver):
+    async def scenario(new_client):
+        alice, bob, room_id = await _two_users_in_a_room(new_client, RoomPreset.public_chat)
+        upgraded = await alice.room_upgrade(room_id, "12")
+        assert isinstance(upgraded, RoomUpgradeResponse), upgraded
+        new_room = upgraded.room_id
+        tombstone = await bob.room_get_state_event(room_id, "m.room.tombstone")
+        assert isinstance(tombstone, RoomGetStateEventResponse), tombstone
+        assert tombstone.content["replacement_room"] == new_room
+        create = await alice.room_get_state_event(new_room, "m.room.create")
+        assert create.content["predecessor"]["room_id"] == room_id
+        assert create.content["room_version"] == "12"
+        name = await alice.room_get_state_event(new_room, "m.room.name")
+        assert name.content["name"] == "nio public_chat"
+        assert isinstance(await bob.join(new_room), JoinResponse)
+        sent = await bob.room_send(new_room, "m.room.message", {"msgtype": "m.text", "body": "moved in"})
+        assert isinstance(sent, RoomSendResponse), sent
 
     run(homeserver, scenario)
