@@ -13,6 +13,8 @@ from hs.api.client import directory, room_summary
 from hs.api.client import reports, room_upgrade, search, timestamp, user_directory
 from hs.api.client import relations
 from hs.api.client import sync
+from hs.api.client import account_data
+from hs.api.client import receipts, typing
 from hs.config import load_config
 from hs.logging_setup import setup_logging
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
@@ -23,6 +25,8 @@ RESOURCE_MODULES += (directory, room_summary)
 RESOURCE_MODULES += (search, timestamp, user_directory, reports, room_upgrade)
 RESOURCE_MODULES += (relations,)
 RESOURCE_MODULES += (sync,)
+RESOURCE_MODULES += (account_data,)
+RESOURCE_MODULES += (typing, receipts)
 
 
 def create_app(config_path: str):

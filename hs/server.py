@@ -32,6 +32,8 @@ from hs.handlers.sessions import SessionHandler
 from hs.handlers.uia import UiaHandler
 from hs.handlers.user_directory import UserDirectoryHandler
 from hs.handlers.sync import SyncHandler, event_persisted_listener
+from hs.handlers.account_data import AccountDataHandler, AccountDataNotifier
+from hs.storage.account_data import AccountDataStore
 from hs.handlers.sync_rooms import RoomSync
 from hs.notifier import Notifier, RoomEventNotifier
 from hs.storage.sync import SyncStore
@@ -164,3 +166,26 @@ class HomeServer:
         self.sync_store = SyncStore(db)
         self.sync = SyncHandler(self.streams, self.notifier,
                                 RoomSync(self.sync_store, self.events, self.state, self.room_reads))
+
+        # Account data and tags: their own stream, carried in /sync's account_data sections.
+        self.account_data_store = AccountDataStore(db)
+        self.account_data_stream = StreamIdGenerator(db, "account_data", "stream_id")
+        self.streams.account_data_stream = self.account_data_stream
+        self.account_data = AccountDataHandler(self.account_data_store, self.account_data_stream,
+                                               AccountDataNotifier(self.notifier, self.account_data_stream))
+        self.sync.account_data = self.account_data
+
+        # Typing (in memory on the master) and receipts: /sync's ephemeral events.
+        from hs.handlers.receipts import ReceiptHandler, StreamNotifier
+        from hs.handlers.typing import TypingHandler
+        from hs.storage.receipts import ReceiptStore
+        self.typing = TypingHandler(self.rooms, self.notifier)
+        self.streams.typing_stream = self.typing
+        self.receipt_store = ReceiptStore(db)
+        self.receipt_stream = StreamIdGenerator(db, "receipts", "stream_id")
+        self.streams.receipt_stream = self.receipt_stream
+        self.receipts = ReceiptHandler(self.receipt_store, self.receipt_stream,
+                                       StreamNotifier(self.notifier, self.receipt_stream), self.rooms, self.events,
+                                       self.room_reads, self.account_data)
+        self.sync.typing = self.typing
+        self.sync.receipts = self.receipts

@@ -6,7 +6,7 @@ as 0, so tokens handed out by an older server stay valid.
 """
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from hs.errors import Codes, MatrixError
 
@@ -32,7 +32,8 @@ class StreamToken:
         names = [f.name for f in fields(cls)]
         if len(parts) > len(names):
             raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid sync token {token!r}")
-        return cls(**dict(zip(names, parts)))
+        # Missing trailing keys read as 0.
+        return cls(**dict(zip(names, parts, strict=False)))
 
     def __str__(self) -> str:
         return "s" + "_".join(str(getattr(self, f.name)) for f in fields(self))
@@ -43,7 +44,17 @@ class Streams:
 
     def __init__(self, event_stream):
         self.event_stream = event_stream
+        self.account_data_stream = None  # set by the composition root (hs/server.py)
+        self.typing_stream = None  # hs/handlers/typing.py (in memory), set by the composition root
+        self.receipt_stream = None  # set by the composition root
 
     def current_token(self) -> StreamToken:
         # Only the room stream exists so far; the others stay 0 until they are built.
-        return StreamToken(room=self.event_stream.get_current_token())
+        token = StreamToken(room=self.event_stream.get_current_token())
+        if self.account_data_stream is not None:
+            token = replace(token, account_data=self.account_data_stream.get_current_token())
+        if self.typing_stream is not None:
+            token = replace(token, typing=self.typing_stream.get_current_token())
+        if self.receipt_stream is not None:
+            token = replace(token, receipt=self.receipt_stream.get_current_token())
+        return token

@@ -118,7 +118,7 @@ class RoomCreationHandler:
             if e.status == 403 and e.errcode == Codes.FORBIDDEN:
                 # The auth rules refused an event the request implied (createRoom: 400
                 # M_INVALID_ROOM_STATE, e.g. power levels that lock the creator out).
-                raise MatrixError(400, Codes.INVALID_ROOM_STATE, f"The requested room state is invalid: {e.message}")
+                raise MatrixError(400, Codes.INVALID_ROOM_STATE, f"The requested room state is invalid: {e.message}") from None
             raise
         if spec.visibility == "public":
             self.rooms.set_public(room_id, True)

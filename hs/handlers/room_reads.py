@@ -115,7 +115,7 @@ class RoomReadHandler:
             befores.append(before)
         loaded = self.events.get_events({eid for before in befores for eid in before.values()})
         result = []
-        for item, before in zip(stored, befores):
+        for item, before in zip(stored, befores, strict=True):
             event = item.event
             visibility = loaded.get(before.get(visibility_key))
             member = loaded.get(before.get(member_key))

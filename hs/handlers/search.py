@@ -278,7 +278,7 @@ class SearchHandler:
             by_room.setdefault(hit.room_id, []).append(stored)
         out = {}
         for room_id, items in by_room.items():
-            for stored, event in zip(items, self.reads.serialize(items, room_id, requester)):
+            for stored, event in zip(items, self.reads.serialize(items, room_id, requester), strict=True):
                 out[stored.event.event_id] = event
         return out
 

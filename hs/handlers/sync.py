@@ -9,8 +9,9 @@ Long-poll: an incremental sync with nothing new parks on the notifier, holding n
 connection, for the user and their joined rooms. Each wake computes the response again; one
 with nothing in it parks again for the rest of the timeout.
 
-The rooms are built in hs/handlers/sync_rooms.py. Presence, account data, to-device messages,
-device lists and one-time key counts are present and empty until their streams exist.
+The rooms are built in hs/handlers/sync_rooms.py; account data (global and per joined room) comes
+from hs/handlers/account_data.py. Presence, to-device messages, device lists and one-time key
+counts are present and empty until their streams exist.
 """
 
 import time
@@ -38,7 +39,7 @@ class _SyncResult:
 
     @property
     def is_empty(self) -> bool:
-        return not any(self.body["rooms"].values())
+        return not any(self.body["rooms"].values()) and not self.body["account_data"]["events"]
 
 
 class SyncHandler:
@@ -46,6 +47,9 @@ class SyncHandler:
         self.streams = streams
         self.notifier = notifier
         self.room_sync = room_sync
+        self.account_data = None  # hs/handlers/account_data.py, set by the composition root
+        self.typing = None  # hs/handlers/typing.py, set by the composition root
+        self.receipts = None  # hs/handlers/receipts.py, set by the composition root
 
     def sync(self, requester, *, since: str | None, timeout_ms: int, full_state: bool, sync_filter) -> dict:
         """The /sync response. `since` is the raw token (400 M_INVALID_PARAM when malformed)."""
@@ -93,7 +97,54 @@ class SyncHandler:
             "device_one_time_keys_count": {},
             "device_unused_fallback_key_types": [],
         }
+        if self.account_data is not None:
+            _add_account_data(body, self.account_data, requester.user_id, since, now, full_state,
+                              joined_room_ids, sync_filter)
+        if self.typing is not None or self.receipts is not None:
+            _add_ephemeral(body, self.typing, self.receipts, requester.user_id, since, now, full_state,
+                           joined_room_ids, sync_filter)
         return _SyncResult(body, now, joined_room_ids)
+
+
+def _add_account_data(body, handler, user_id, since, now, full_state, joined_room_ids, sync_filter) -> None:
+    """The account data written in (since, now] (all of it for an initial or full_state sync):
+    global at the top level, per room in rooms.join, where a room with nothing else new gets an
+    entry of its own."""
+    after = None if since is None or full_state else min(since.account_data, now.account_data)
+    events, by_room = handler.sync_sections(user_id, after, now.account_data, joined_room_ids, sync_filter)
+    body["account_data"]["events"] = events
+    join = body["rooms"]["join"]
+    for room_id, room_events in by_room.items():
+        entry = join.setdefault(room_id, {"timeline": {"events": [], "limited": False}, "state": {"events": []},
+                                          "account_data": {"events": []}, "ephemeral": {"events": []},
+                                          "summary": {}})
+        entry["account_data"]["events"] = room_events
+
+
+def _add_ephemeral(body, typing, receipts, user_id, since, now, full_state, joined_room_ids, sync_filter) -> None:
+    """Each joined room's m.typing (when its typers changed after `since`; the current typers
+    for an initial or full_state sync) and m.receipt (the receipts written in (since, now]; all
+    current ones for an initial or full_state sync), in rooms.join[room].ephemeral, where a room
+    with nothing else new gets an entry of its own. A room joined since `since` gets only what
+    changed since then, not its older receipts."""
+    initial = since is None or full_state
+    by_room: dict[str, list] = {}
+    if typing is not None:
+        for room_id, event in typing.sync_events(None if initial else since.typing, joined_room_ids,
+                                                 sync_filter).items():
+            by_room.setdefault(room_id, []).append(event)
+    if receipts is not None:
+        after = None if initial else min(since.receipt, now.receipt)
+        for room_id, event in receipts.sync_events(user_id, after, now.receipt, joined_room_ids,
+                                                   sync_filter).items():
+            by_room.setdefault(room_id, []).append(event)
+    limit = sync_filter.room.ephemeral.limit
+    join = body["rooms"]["join"]
+    for room_id, events in by_room.items():
+        entry = join.setdefault(room_id, {"timeline": {"events": [], "limited": False}, "state": {"events": []},
+                                          "account_data": {"events": []}, "ephemeral": {"events": []},
+                                          "summary": {}})
+        entry["ephemeral"]["events"] = events if limit is None else events[:limit]
 
 
 def event_persisted_listener(room_event_notifier):

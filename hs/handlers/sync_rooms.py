@@ -293,7 +293,7 @@ class RoomSync:
         flat = [(room_id, s) for room_id, items in stored_by_room.items() for s in items]
         bodies = self.reads.serialize([s for _, s in flat], "", requester) if flat else []
         result: dict[str, list[dict]] = {room_id: [] for room_id in stored_by_room}
-        for (room_id, _), body in zip(flat, bodies):
+        for (room_id, _), body in zip(flat, bodies, strict=True):
             body.pop("room_id", None)
             redacted_because = body.get("unsigned", {}).get("redacted_because")
             if redacted_because is not None:

@@ -217,7 +217,7 @@ def test_messages_sent_during_syncs_are_seen_once_and_none_is_missed(homeserver)
             seen[rid] += timeline_ids(body, rid)
     assert len(seen[room_id]) == len(set(seen[room_id])) == 40
     assert len(seen[other_room]) == len(set(seen[other_room])) == 20
-    for (user_id, rid), ids in sent.items():
+    for (_user_id, rid), ids in sent.items():
         # Every message, once, in the order its sender sent it.
         assert [e for e in seen[rid] if e in set(ids)] == ids
 

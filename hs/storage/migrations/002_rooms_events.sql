@@ -322,3 +322,33 @@ $$;
 CREATE TRIGGER redactions_threads
     AFTER INSERT ON redactions
     FOR EACH ROW EXECUTE FUNCTION threads_redact_reply();
+
+-- Account data (client-server "Client Config", "Room Tagging"): one row per (user, room, type),
+-- room_id '' for global data; tags are room account data of type m.tag, as Synapse stores
+-- them. stream_id is the account data stream's position of the row's latest write.
+CREATE TABLE account_data (
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL DEFAULT '',
+    type TEXT NOT NULL,
+    content JSONB NOT NULL,
+    stream_id BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id, type)
+);
+CREATE INDEX account_data_user_stream ON account_data (user_id, stream_id);
+
+-- Receipts (client-server "Receipts", "Fully read markers"): the latest receipt of each type per
+-- (room, user, thread); thread_id '' is an unthreaded receipt. event_stream_ordering is the
+-- receipted event's position, so a receipt never moves back to an older event. stream_id is
+-- the receipt stream's position of the row's latest write.
+CREATE TABLE receipts (
+    room_id TEXT NOT NULL,
+    receipt_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL DEFAULT '',
+    event_id TEXT NOT NULL,
+    event_stream_ordering BIGINT NOT NULL,
+    data JSONB NOT NULL,
+    stream_id BIGINT NOT NULL,
+    PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
+);
+CREATE INDEX receipts_room_stream ON receipts (room_id, stream_id);
