@@ -178,3 +178,14 @@ def urlsafe_unpadded_b64decode(s: str | bytes) -> bytes:
     if isinstance(s, bytes):
         s = s.decode("ascii")
     return unpadded_b64decode(s.translate(_URLSAFE_TO_STANDARD))
+
+
+def json_has_nul(value) -> bool:
+    """Whether a NUL character is in any string or key: PostgreSQL's text and jsonb cannot hold one."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or json_has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(json_has_nul(v) for v in value)
+    return False

@@ -14,22 +14,12 @@ which only an initial sync (or full_state=true) sends.
 """
 
 from hs.errors import Codes, MatrixError
+from hs.events.canonical_json import json_has_nul
 from hs.storage.account_data import TAG_TYPE
 
 # The spec's 405: types the server controls. m.fully_read is set through /read_markers, and
 # push rules through /pushrules (the spec requires refusing m.push_rules here since v1.10).
 SERVER_CONTROLLED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
-
-
-def _has_nul(value) -> bool:
-    """PostgreSQL's jsonb cannot hold a NUL character in a string or key."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class AccountDataNotifier:
@@ -130,7 +120,7 @@ class AccountDataHandler:
 
     @staticmethod
     def _check_storable(content: dict) -> None:
-        if _has_nul(content):
+        if json_has_nul(content):
             raise MatrixError(400, Codes.BAD_JSON, "Strings must not contain NUL")
 
     # --- /sync -----------------------------------------------------------------------------------

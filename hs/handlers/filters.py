@@ -9,18 +9,16 @@ is 404, exactly like one that does not exist: the spec documents only 404 for th
 
 from hs.caches import LruCache
 from hs.errors import Codes, MatrixError
-from hs.filtering import (DEFAULT_FILTER, Filter, FilterError, RoomEventFilter, parse_filter,
-                          resolve_filter_param, room_event_filter_from_param)
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+from hs.events.canonical_json import json_has_nul
+from hs.filtering import (
+    DEFAULT_FILTER,
+    Filter,
+    FilterError,
+    RoomEventFilter,
+    parse_filter,
+    resolve_filter_param,
+    room_event_filter_from_param,
+)
 
 
 class FilterHandler:
@@ -38,7 +36,7 @@ class FilterHandler:
             parse_filter(body)
         except FilterError as e:
             raise MatrixError(400, Codes.BAD_JSON, f"Invalid filter: {e}") from None
-        if _has_nul(body):
+        if json_has_nul(body):
             # Valid JSON, but PostgreSQL's jsonb cannot hold it.
             raise MatrixError(400, Codes.BAD_JSON, "Invalid filter: strings must not contain NUL")
         return self.filters.add_filter(user_id, body)
