@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from urllib.parse import quote
 
 import requests
 import yaml
@@ -145,3 +147,19 @@ class Client:
         data = resp.json()
         self.access_token, self.user_id, self.device_id = data["access_token"], data["user_id"], data["device_id"]
         return self
+
+
+def q(value: str) -> str:
+    """One path segment, percent-encoded as clients send IDs ('/' and all)."""
+    return quote(value, safe="")
+
+
+def new_user(server: HomeserverProcess) -> Client:
+    return Client(server).register(f"u{uuid.uuid4().hex[:10]}")
+
+
+def create(client: Client, **body) -> str:
+    """A new room's ID (createRoom must succeed)."""
+    resp = client.post("/createRoom", body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["room_id"]

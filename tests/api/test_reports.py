@@ -3,25 +3,16 @@ by joined members who can see the event, POST /rooms/{roomId}/report by anyone; 
 in event_reports; the 404s reveal nothing about events a reporter cannot see."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import psycopg2
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, new_user, q
 
 EVENT_PATH = "/_matrix/client/v3/rooms/{roomId}/report/{eventId}"
 ROOM_PATH = "/_matrix/client/v3/rooms/{roomId}/report"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def new_user(homeserver) -> Client:
-    return Client(homeserver).register(f"u{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +23,6 @@ def alice(homeserver):
 @pytest.fixture
 def bob(homeserver):
     return new_user(homeserver)
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, body="hello") -> str:

@@ -4,23 +4,14 @@ upgrade, the replacement room's create event (predecessor, creators), the state 
 and the old room's power levels restricted. Versions 11->12, 12->12, 1->11 and 12->11."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, new_user, q
 
 PATH = "/_matrix/client/v3/rooms/{roomId}/upgrade"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def new_user(homeserver) -> Client:
-    return Client(homeserver).register(f"u{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +22,6 @@ def alice(homeserver):
 @pytest.fixture
 def bob(homeserver):
     return new_user(homeserver)
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def join(client, room_id):

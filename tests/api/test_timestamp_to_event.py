@@ -4,23 +4,14 @@ the events the user may see; 404 when there is none."""
 
 import time
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, new_user, q
 
 PATH = "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def new_user(homeserver) -> Client:
-    return Client(homeserver).register(f"u{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +22,6 @@ def alice(homeserver):
 @pytest.fixture
 def bob(homeserver):
     return new_user(homeserver)
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, body="hello") -> tuple[str, int]:
