@@ -17,6 +17,7 @@ import pytest
 from hs.storage.database import Database
 from hs.storage.embedded import start_embedded_postgres, stop_embedded_postgres
 from hs.storage.migrations import apply_migrations
+from tests.harness import running_homeserver
 from tests.pg import admin_cursor, create_database, drop_database, make_dsn, unique_name
 
 
@@ -69,9 +70,5 @@ def db_dsn(pg_server_dsn, template_db):
 @pytest.fixture(scope="module")
 def homeserver(db_dsn):
     """A master process on this module's database, with rate limits out of the way."""
-    from tests.harness import HomeserverProcess
-    server = HomeserverProcess(db_dsn)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn) as server:
+        yield server

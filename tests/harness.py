@@ -10,8 +10,10 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from urllib.parse import quote
 
+import psycopg2
 import requests
 import yaml
 
@@ -154,8 +156,8 @@ def q(value: str) -> str:
     return quote(value, safe="")
 
 
-def new_user(server: HomeserverProcess) -> Client:
-    return Client(server).register(f"u{uuid.uuid4().hex[:10]}")
+def new_user(server: HomeserverProcess, prefix: str = "u") -> Client:
+    return Client(server).register(f"{prefix}{uuid.uuid4().hex[:10]}")
 
 
 def create(client: Client, **body) -> str:
@@ -163,3 +165,22 @@ def create(client: Client, **body) -> str:
     resp = client.post("/createRoom", body)
     assert resp.status_code == 200, resp.text
     return resp.json()["room_id"]
+
+
+@contextmanager
+def running_homeserver(db_dsn: str, **overrides):
+    """A master process with special config, stopped (by pid) however the test ends."""
+    server = HomeserverProcess(db_dsn, **overrides)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def query(db_dsn: str, sql: str, params=()) -> list:
+    """Rows of one SQL statement, straight from the database (to check what a request wrote)."""
+    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.description else []
+    conn.close()
+    return rows

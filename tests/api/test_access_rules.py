@@ -5,16 +5,13 @@ import time
 import pytest
 import requests
 
-from tests.harness import Client, HomeserverProcess, free_port
+from tests.harness import Client, HomeserverProcess, free_port, running_homeserver
 
 
 @pytest.fixture(scope="module")
 def server(db_dsn):
-    hs = HomeserverProcess(db_dsn, allow_guest_access=True, refreshable_access_token_lifetime=1000)
-    try:
-        yield hs.start()
-    finally:
-        hs.stop()
+    with running_homeserver(db_dsn, allow_guest_access=True, refreshable_access_token_lifetime=1000) as hs:
+        yield hs
 
 
 def register_guest(server):

@@ -7,10 +7,9 @@ import hashlib
 import hmac
 import uuid
 
-import psycopg2
 import pytest
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, query, running_homeserver
 
 SECRET = "test-shared-secret"  # the harness's registration_shared_secret
 PATH = "/_synapse/admin/v1/register"
@@ -19,28 +18,14 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def no_secret_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, registration_shared_secret=None)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, registration_shared_secret=None) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def closed_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, enable_registration=False)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
+    with running_homeserver(db_dsn, enable_registration=False) as server:
+        yield server
 
 
 def mac_for(nonce, username, password, admin=False, user_type=None, secret=SECRET) -> str:

@@ -5,7 +5,7 @@ import hmac
 
 import pytest
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, running_homeserver
 
 PREFIX = "/_synapse/admin/v1/registration_tokens"
 
@@ -24,11 +24,8 @@ def shared_secret_register(server, username, admin):
 
 @pytest.fixture(scope="module")
 def server(db_dsn):
-    hs = HomeserverProcess(db_dsn, registration_requires_token=True)
-    try:
-        yield hs.start()
-    finally:
-        hs.stop()
+    with running_homeserver(db_dsn, registration_requires_token=True) as hs:
+        yield hs
 
 
 @pytest.fixture(scope="module")

@@ -3,38 +3,18 @@ GET /rooms/{roomId}/aliases, and the check that m.room.canonical_alias names ali
 room (PUT /rooms/{roomId}/state: "servers SHOULD validate"), against a real server and database."""
 
 import uuid
-from urllib.parse import quote
 
-import psycopg2
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client
+from tests.harness import Client, create, q, query
 
 SERVER = "test.local"
 ALIAS_PATH = "/_matrix/client/v3/directory/room/{roomAlias}"
 
 
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
 def fresh_alias(prefix="a") -> str:
     return f"#{prefix}_{uuid.uuid4().hex[:10]}:{SERVER}"
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def put_alias(client, alias, room_id):

@@ -3,20 +3,15 @@ initial state, creation content, aliases, invites, room versions, bad input, and
 the initial events, against a real server and database."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import psycopg2
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 ALL_VERSIONS = [str(n) for n in range(1, 13)]
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +27,6 @@ def bob(homeserver):
 @pytest.fixture(scope="module")
 def carol(homeserver):
     return Client(homeserver).register("carol")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def state_content(client, room_id, event_type, state_key=""):

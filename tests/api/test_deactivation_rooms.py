@@ -3,17 +3,12 @@ joined to, reject every pending invite and rescind every knock, as Synapse does;
 is cleared first, so the leave events carry no name."""
 
 import uuid
-from urllib.parse import quote
 
 import pytest
 
-from tests.harness import Client
+from tests.harness import Client, q
 
 PASSWORD = "correct horse battery"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 @pytest.fixture(scope="module")

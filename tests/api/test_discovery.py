@@ -8,18 +8,15 @@ import requests
 import signedjson.key
 import signedjson.sign
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, running_homeserver
 
 
 @pytest.fixture(scope="module")
 def wellknown_server(db_dsn):
     """A second server on the same database that delegates federation and names a public URL."""
-    server = HomeserverProcess(db_dsn, server_name="example.test", serve_server_wellknown=True,
-                               public_baseurl="https://matrix.example.test")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, server_name="example.test", serve_server_wellknown=True,
+                               public_baseurl="https://matrix.example.test") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from hs.handlers.filters import FilterHandler
 from hs.storage.database import Database
 from hs.storage.filters import FilterStore
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, running_homeserver
 
 UPLOAD = "/_matrix/client/v3/user/{userId}/filter"
 DOWNLOAD = "/_matrix/client/v3/user/{userId}/filter/{filterId}"
@@ -38,11 +38,8 @@ _names = itertools.count()
 
 @pytest.fixture(scope="module")
 def server(db_dsn):
-    hs = HomeserverProcess(db_dsn, allow_guest_access=True)
-    try:
-        yield hs.start()
-    finally:
-        hs.stop()
+    with running_homeserver(db_dsn, allow_guest_access=True) as hs:
+        yield hs
 
 
 @pytest.fixture(scope="module")

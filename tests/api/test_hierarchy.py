@@ -4,25 +4,14 @@ which rooms a user may see, against a real server and database. Only local rooms
 children this server does not have are left out (federation comes later)."""
 
 import time
-from urllib.parse import quote
 
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 SERVER = "test.local"
 HIERARCHY_PATH = "/_matrix/client/v1/rooms/{roomId}/hierarchy"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def space(client, name="space", **body) -> str:

@@ -8,7 +8,7 @@ import requests
 
 from hs.api.app import Resource, build_app
 from hs.config import HomeServerConfig
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, running_homeserver
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -25,11 +25,8 @@ def alice(homeserver):
 
 @pytest.fixture(scope="module")
 def small_body_server(db_dsn):
-    server = HomeserverProcess(db_dsn, max_request_body_size="1K")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, max_request_body_size="1K") as server:
+        yield server
 
 
 def assert_cors(resp):

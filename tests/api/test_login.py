@@ -8,10 +8,9 @@ login_via_existing_session on without UIA (and guests allowed), one with it on b
 import hashlib
 import uuid
 
-import psycopg2
 import pytest
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, query, running_homeserver
 
 PASSWORD = "correct horse battery"
 GET_TOKEN = "/_matrix/client/v1/login/get_token"
@@ -19,29 +18,15 @@ GET_TOKEN = "/_matrix/client/v1/login/get_token"
 
 @pytest.fixture(scope="module")
 def token_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, allow_guest_access=True,
-                               login_via_existing_session={"enabled": True, "require_ui_auth": False})
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, allow_guest_access=True,
+                               login_via_existing_session={"enabled": True, "require_ui_auth": False}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def uia_token_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, login_via_existing_session={"enabled": True, "require_ui_auth": True})
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
+    with running_homeserver(db_dsn, login_via_existing_session={"enabled": True, "require_ui_auth": True}) as server:
+        yield server
 
 
 @pytest.fixture

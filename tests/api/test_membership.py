@@ -2,17 +2,12 @@
 knock, forget, restricted joins, /joined_rooms, and the errors of each, against a real server."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
+from tests.harness import Client, create, q, running_homeserver
 
 
 def new_user(homeserver, prefix="m") -> Client:
@@ -38,12 +33,6 @@ def carol(homeserver):
 def newcomer(homeserver):
     """A user in no room yet, for exact /joined_rooms answers."""
     return new_user(homeserver, "new")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def member(client, room_id, user_id) -> dict:
@@ -563,15 +552,11 @@ def test_a_remote_user_can_be_banned_but_not_invited(alice):
 @pytest.fixture(scope="module")
 def guest_server(pg_server_dsn, template_db):
     # Its own database: two masters must not write events into one.
-    from tests.harness import HomeserverProcess
     from tests.pg import create_database, drop_database, make_dsn, unique_name
     name = unique_name("hs_test_guests")
     create_database(pg_server_dsn, name, template=template_db)
-    server = HomeserverProcess(make_dsn(pg_server_dsn, name), allow_guest_access=True)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(make_dsn(pg_server_dsn, name), allow_guest_access=True) as server:
+        yield server
         drop_database(pg_server_dsn, name)
 
 

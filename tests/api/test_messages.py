@@ -4,31 +4,20 @@ both directions with from/to/limit, filters and lazy-loaded members, /context an
 
 import json
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 MESSAGES_PATH = "/_matrix/client/v3/rooms/{roomId}/messages"
 CONTEXT_PATH = "/_matrix/client/v3/rooms/{roomId}/context/{eventId}"
 SENT = 60
 
 
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
 def new_user(homeserver, prefix="p") -> Client:
     return Client(homeserver).register(f"{prefix}{uuid.uuid4().hex[:10]}")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, content, event_type="m.room.message") -> str:

@@ -3,17 +3,12 @@ join event, with the new profile, into every room the user is joined to (as Syna
 member state, /joined_members and the timeline show the new name."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
+from tests.harness import Client, q
 
 
 @pytest.fixture(scope="module")

@@ -3,40 +3,20 @@
 listed, their fields, order, filters and pagination — against a real server and database."""
 
 import uuid
-from urllib.parse import quote
 
-import psycopg2
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client
+from tests.harness import Client, create, q, query
 
 SERVER = "test.local"
 LIST_PATH = "/_matrix/client/v3/directory/list/room/{roomId}"
 PUBLIC_ROOMS_PATH = "/_matrix/client/v3/publicRooms"
 
 
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
 def word() -> str:
     """A search term no other room of the module has."""
     return "w" + uuid.uuid4().hex[:12]
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send_state(client, room_id, event_type, content, state_key=""):

@@ -8,7 +8,17 @@ import time
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.api.test_sync import SYNC_PATH, assert_error, create, new_user, post, q, send, set_state, sync
+from tests.api.test_sync import (
+    SYNC_PATH,
+    assert_error,
+    create,
+    new_user,
+    post,
+    q,
+    send,
+    set_state,
+    sync,
+)
 
 RECEIPT = "/_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}"
 READ_MARKERS = "/_matrix/client/v3/rooms/{roomId}/read_markers"

@@ -3,21 +3,12 @@ who may redact, what the redacted event looks like on /event, /messages and /sta
 the redaction event per room version, and transaction idempotency."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def new_user(homeserver, prefix="r") -> Client:
-    return Client(homeserver).register(f"{prefix}{uuid.uuid4().hex[:10]}")
+from tests.harness import Client, create, new_user, q
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +19,6 @@ def alice(homeserver):
 @pytest.fixture(scope="module")
 def bob(homeserver):
     return new_user(homeserver, "bob")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, content=None, event_type="m.room.message") -> str:

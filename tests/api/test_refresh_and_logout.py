@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, running_homeserver
 
 PASSWORD = "correct horse battery"
 SHORT_LIFETIME_MS = 1000
@@ -17,11 +17,8 @@ SHORT_LIFETIME_MS = 1000
 
 @pytest.fixture(scope="module")
 def short_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, refreshable_access_token_lifetime=SHORT_LIFETIME_MS)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, refreshable_access_token_lifetime=SHORT_LIFETIME_MS) as server:
+        yield server
 
 
 def new_user(server, **extra) -> Client:

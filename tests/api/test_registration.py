@@ -10,10 +10,9 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg2
 import pytest
 
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, query, running_homeserver
 
 PASSWORD = "correct horse battery"
 STRONG = "Str0ng!Passw0rd"
@@ -24,29 +23,15 @@ POLICY = {"enabled": True, "minimum_length": 10, "require_digit": True, "require
 
 @pytest.fixture(scope="module")
 def token_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, registration_requires_token=True, allow_guest_access=True,
-                               password_config={"policy": POLICY})
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(db_dsn, registration_requires_token=True, allow_guest_access=True,
+                               password_config={"policy": POLICY}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def closed_server(db_dsn, homeserver):
-    server = HomeserverProcess(db_dsn, enable_registration=False)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
+    with running_homeserver(db_dsn, enable_registration=False) as server:
+        yield server
 
 
 def user_count(db_dsn) -> int:

@@ -4,7 +4,6 @@ between events", "Event replacements", "Reference relations", "Event annotations
 reactions"), against a real server and database."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -17,7 +16,7 @@ from hs.storage.relations import RelationStore
 from hs.storage.rooms import RoomStore
 from hs.storage.state import StateStore
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, q
 
 RELATIONS = "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}"
 RELATIONS_REL_TYPE = RELATIONS + "/{relType}"
@@ -39,10 +38,6 @@ REFERENCE_AGGREGATION = {
         "type": "object", "required": ["event_id"], "additionalProperties": False,
         "properties": {"event_id": {"type": "string", "pattern": "^\\$"}}}}},
 }
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 def user(homeserver, name: str) -> Client:

@@ -3,25 +3,14 @@ may see which room's summary, with and without a token, and the fields it carrie
 real server and database."""
 
 import uuid
-from urllib.parse import quote
 
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, create, q, running_homeserver
 
 SERVER = "test.local"
 SUMMARY_PATH = "/_matrix/client/v1/room_summary/{roomIdOrAlias}"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def summary(client, room_id_or_alias, **kw):
@@ -49,11 +38,8 @@ def assert_not_found(resp):
 @pytest.fixture(scope="module")
 def server(db_dsn):
     """Guests are allowed here, so that a guest's summary can be asked for."""
-    process = HomeserverProcess(db_dsn, allow_guest_access=True)
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with running_homeserver(db_dsn, allow_guest_access=True) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

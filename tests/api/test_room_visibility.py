@@ -3,15 +3,10 @@ joiner, a user who left and a stranger see on /messages, /event, /context and /s
 `history_visibility` value."""
 
 import uuid
-from urllib.parse import quote
 
 import pytest
 
-from tests.harness import Client
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
+from tests.harness import Client, q
 
 
 def new_user(homeserver, prefix="v") -> Client:

@@ -6,19 +6,14 @@ event context, groupings, state, and input that must never break the query."""
 import random
 import string
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 SEARCH = "/_matrix/client/v3/search"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 def word(prefix: str = "") -> str:
@@ -38,12 +33,6 @@ def alice(homeserver):
 @pytest.fixture
 def bob(homeserver):
     return new_user(homeserver, "bob")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, body, event_type="m.room.message", **extra) -> str:

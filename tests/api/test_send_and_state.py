@@ -3,18 +3,13 @@ events for a room"): transaction idempotency, state by type and key, power level
 canonical-JSON limits, rc_message, and what /state shows to members, leavers and strangers."""
 
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, HomeserverProcess
+from tests.harness import Client, create, q, running_homeserver
 from tests.pg import create_database, drop_database, make_dsn, unique_name
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 def new_user(homeserver, prefix="s") -> Client:
@@ -29,12 +24,6 @@ def alice(homeserver):
 @pytest.fixture(scope="module")
 def bob(homeserver):
     return new_user(homeserver, "bob")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, content, txn=None, event_type="m.room.message"):
@@ -325,11 +314,8 @@ def limited(pg_server_dsn, template_db):
     # masters must not write events into the same one.
     name = unique_name("hs_test_rc_message")
     create_database(pg_server_dsn, name, template=template_db)
-    server = HomeserverProcess(make_dsn(pg_server_dsn, name), rc_message={"per_second": 0.001, "burst_count": 3})
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_homeserver(make_dsn(pg_server_dsn, name), rc_message={"per_second": 0.001, "burst_count": 3}) as server:
+        yield server
         drop_database(pg_server_dsn, name)
 
 

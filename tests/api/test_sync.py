@@ -6,29 +6,18 @@ members; token validation; and the number of queries a sync costs."""
 import json
 import threading
 import uuid
-from urllib.parse import quote
 
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 SYNC_PATH = "/_matrix/client/v3/sync"
 SECTIONS = ("join", "invite", "leave", "knock")
 
 
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
 def new_user(homeserver, prefix="s") -> Client:
     return Client(homeserver).register(f"{prefix}{uuid.uuid4().hex[:10]}")
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def send(client, room_id, body="hello", event_type="m.room.message") -> str:
@@ -332,7 +321,6 @@ def test_newly_joined_room_with_joined_history_hides_what_came_before_the_join(h
                                                                   ("m.room.message", None)]
     assert events[-1]["event_id"] == after
     assert body["rooms"]["join"][room_id]["timeline"]["limited"] is True
-
 
 
 def test_own_messages_carry_the_transaction_id_only_for_the_sending_device(homeserver):

@@ -2,7 +2,6 @@
 new m.thread relations, and GET /_matrix/client/v1/rooms/{roomId}/threads, against a real
 server and database."""
 
-from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -26,6 +25,7 @@ from tests.api.test_relations import (
     text,
     user,
 )
+from tests.harness import q
 
 THREADS = "/_matrix/client/v1/rooms/{roomId}/threads"
 
@@ -40,10 +40,6 @@ THREAD_AGGREGATION = {
         "current_user_participated": {"type": "boolean"},
     },
 }
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,16 @@ import threading
 import time
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.api.test_sync import SYNC_PATH, assert_error, create, new_user, post, q, send, sync
+from tests.api.test_sync import (
+    SYNC_PATH,
+    assert_error,
+    create,
+    new_user,
+    post,
+    q,
+    send,
+    sync,
+)
 
 TYPING = "/_matrix/client/v3/rooms/{roomId}/typing/{userId}"
 

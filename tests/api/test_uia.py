@@ -5,21 +5,12 @@ answers 401 with the flows so the client can retry."""
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg2
 import pytest
 
-from tests.harness import Client
+from tests.harness import Client, query
 
 PASSWORD = "correct horse battery"
 PASSWORD_FLOWS = [{"stages": ["m.login.password"]}]
-
-
-def query(db_dsn, sql, params=()):
-    with psycopg2.connect(db_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-    conn.close()
-    return rows
 
 
 def user_count(db_dsn) -> int:

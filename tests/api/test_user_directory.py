@@ -5,19 +5,14 @@ localpart and display name without regard to case, ordering, limit and `limited`
 import random
 import string
 import uuid
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client
+from tests.harness import Client, create, q
 
 PATH = "/_matrix/client/v3/user_directory/search"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
 
 
 def token() -> str:
@@ -30,12 +25,6 @@ def new_user(homeserver, localpart=None, displayname=None) -> Client:
         resp = client.put(f"/profile/{q(client.user_id)}/displayname", {"displayname": displayname})
         assert resp.status_code == 200, resp.text
     return client
-
-
-def create(client, **body) -> str:
-    resp = client.post("/createRoom", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["room_id"]
 
 
 def join(client, room_id):

@@ -10,9 +10,19 @@ import contextlib
 import itertools
 
 import pytest
-from nio import (AsyncClient, DeleteDevicesAuthResponse, DeleteDevicesResponse, DevicesResponse, LoginError,
-                 LoginResponse, LogoutResponse, RegisterResponse, UpdateDeviceResponse, WhoamiError,
-                 WhoamiResponse)
+from nio import (
+    AsyncClient,
+    DeleteDevicesAuthResponse,
+    DeleteDevicesResponse,
+    DevicesResponse,
+    LoginError,
+    LoginResponse,
+    LogoutResponse,
+    RegisterResponse,
+    UpdateDeviceResponse,
+    WhoamiError,
+    WhoamiResponse,
+)
 
 PASSWORD = "nio correct horse battery"
 _names = itertools.count()

@@ -12,12 +12,34 @@ import contextlib
 import itertools
 
 import pytest
-from nio import (AsyncClient, JoinedMembersResponse, JoinedRoomsResponse, JoinError, JoinResponse,
-                 MessageDirection, RedactedEvent, RegisterResponse, RoomBanResponse, RoomContextResponse,
-                 RoomCreateResponse, RoomForgetResponse, RoomGetEventResponse, RoomGetStateEventResponse,
-                 RoomInviteResponse, RoomKickResponse, RoomLeaveResponse, RoomMessagesResponse,
-                 RoomMessageText, RoomPreset, RoomRedactResponse, RoomSendError, RoomSendResponse,
-                 RoomUnbanResponse, RoomVisibility, SyncResponse)
+from nio import (
+    AsyncClient,
+    JoinedMembersResponse,
+    JoinedRoomsResponse,
+    JoinError,
+    JoinResponse,
+    MessageDirection,
+    RedactedEvent,
+    RegisterResponse,
+    RoomBanResponse,
+    RoomContextResponse,
+    RoomCreateResponse,
+    RoomForgetResponse,
+    RoomGetEventResponse,
+    RoomGetStateEventResponse,
+    RoomInviteResponse,
+    RoomKickResponse,
+    RoomLeaveResponse,
+    RoomMessagesResponse,
+    RoomMessageText,
+    RoomPreset,
+    RoomRedactResponse,
+    RoomSendError,
+    RoomSendResponse,
+    RoomUnbanResponse,
+    RoomVisibility,
+    SyncResponse,
+)
 from nio.responses import RoomUpgradeResponse
 
 PASSWORD = "nio rooms correct horse"

@@ -10,8 +10,18 @@ import contextlib
 import itertools
 import time
 
-from nio import (AsyncClient, JoinResponse, RegisterResponse, RoomCreateResponse, RoomInviteResponse,
-                 RoomMessageText, RoomPreset, RoomPutStateResponse, RoomSendResponse, SyncResponse)
+from nio import (
+    AsyncClient,
+    JoinResponse,
+    RegisterResponse,
+    RoomCreateResponse,
+    RoomInviteResponse,
+    RoomMessageText,
+    RoomPreset,
+    RoomPutStateResponse,
+    RoomSendResponse,
+    SyncResponse,
+)
 
 PASSWORD = "nio sync correct horse"
 _names = itertools.count()

@@ -2,8 +2,15 @@ import gevent
 import pytest
 
 from hs.storage.database import Database
-from hs.storage.migrations import (SchemaError, SchemaTimeout, apply_migrations, current_schema_version,
-                                   find_migrations, latest_version, wait_for_schema)
+from hs.storage.migrations import (
+    SchemaError,
+    SchemaTimeout,
+    apply_migrations,
+    current_schema_version,
+    find_migrations,
+    latest_version,
+    wait_for_schema,
+)
 from tests.pg import create_database, drop_database, make_dsn, unique_name
 
 

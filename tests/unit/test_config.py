@@ -11,7 +11,14 @@ import psycopg2.extensions
 import pytest
 import yaml
 
-from hs.config import ConfigError, HomeServerConfig, Listener, PasswordPolicy, RateLimit, load_config
+from hs.config import (
+    ConfigError,
+    HomeServerConfig,
+    Listener,
+    PasswordPolicy,
+    RateLimit,
+    load_config,
+)
 from hs.logging_setup import setup_logging
 
 MINIMAL = {"server_name": "example.org"}

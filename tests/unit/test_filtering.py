@@ -6,10 +6,22 @@ import time
 
 import pytest
 
-from hs.filtering import (DEFAULT_FILTER, EventFilter, FilterError, RoomEventFilter, UnknownFilterError,
-                          apply_event_fields, content_has_url, parse_filter, parse_room_event_filter,
-                          resolve_filter_param, room_event_filter_from_param, split_field_path, type_matches,
-                          wildcard_to_like)
+from hs.filtering import (
+    DEFAULT_FILTER,
+    EventFilter,
+    FilterError,
+    RoomEventFilter,
+    UnknownFilterError,
+    apply_event_fields,
+    content_has_url,
+    parse_filter,
+    parse_room_event_filter,
+    resolve_filter_param,
+    room_event_filter_from_param,
+    split_field_path,
+    type_matches,
+    wildcard_to_like,
+)
 
 # The request example of POST /user/{userId}/filter (filter.yaml).
 SPEC_EXAMPLE = {
