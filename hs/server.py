@@ -8,8 +8,13 @@ import logging
 import os
 
 from hs.config import ConfigError
-from hs.events.signing import generate_signing_key, read_signing_keys, write_signing_keys
+from hs.events.signing import (
+    generate_signing_key,
+    read_signing_keys,
+    write_signing_keys,
+)
 from hs.handlers.account import AccountHandler
+from hs.handlers.account_data import AccountDataHandler, AccountDataNotifier
 from hs.handlers.admin_register import AdminRegistrationHandler
 from hs.handlers.admin_tokens import RegistrationTokenAdminHandler
 from hs.handlers.auth import AuthHandler, PasswordHasher
@@ -20,8 +25,8 @@ from hs.handlers.filters import FilterHandler
 from hs.handlers.membership import MembershipHandler
 from hs.handlers.profile import ProfileHandler
 from hs.handlers.redaction import RedactionHandler
-from hs.handlers.relations import RelationHandler
 from hs.handlers.registration import RegistrationHandler
+from hs.handlers.relations import RelationHandler
 from hs.handlers.reports import ReportHandler
 from hs.handlers.room_creation import RoomCreationHandler
 from hs.handlers.room_reads import RoomReadHandler
@@ -29,16 +34,13 @@ from hs.handlers.room_summary import RoomSummaryHandler
 from hs.handlers.room_upgrade import RoomUpgradeHandler
 from hs.handlers.search import SearchHandler
 from hs.handlers.sessions import SessionHandler
+from hs.handlers.sync import SyncHandler, event_persisted_listener
+from hs.handlers.sync_rooms import RoomSync
 from hs.handlers.uia import UiaHandler
 from hs.handlers.user_directory import UserDirectoryHandler
-from hs.handlers.sync import SyncHandler, event_persisted_listener
-from hs.handlers.account_data import AccountDataHandler, AccountDataNotifier
-from hs.storage.account_data import AccountDataStore
-from hs.handlers.sync_rooms import RoomSync
 from hs.notifier import Notifier, RoomEventNotifier
-from hs.storage.sync import SyncStore
-from hs.streams import Streams
 from hs.ratelimit import RateLimiter
+from hs.storage.account_data import AccountDataStore
 from hs.storage.accounts import AccountStore
 from hs.storage.database import Database
 from hs.storage.devices import DeviceStore
@@ -53,8 +55,10 @@ from hs.storage.relations import RelationStore
 from hs.storage.rooms import RoomStore
 from hs.storage.search import SearchStore
 from hs.storage.state import StateStore
+from hs.storage.sync import SyncStore
 from hs.storage.tokens import TokenStore
 from hs.storage.uia import UiaStore
+from hs.streams import Streams
 
 logger = logging.getLogger(__name__)
 

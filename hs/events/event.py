@@ -41,6 +41,13 @@ class Event:
         return self.pdu.get("room_id")
 
     @property
+    def room_id_in_any_version(self) -> str | None:
+        """The room this event belongs to, also for a v12 create event (which has no room_id)."""
+        if self.room_id is None and self.type == "m.room.create":
+            return room_id_from_create_event_id(self.event_id)
+        return self.room_id
+
+    @property
     def content(self) -> dict:
         return self.pdu.get("content", {})
 
@@ -82,3 +89,10 @@ def _edge_ids(edges: list, room_version: RoomVersion) -> list[str]:
         # v1/v2 edges are [event_id, {"sha256": ...}] pairs.
         return [edge[0] for edge in edges]
     return list(edges)
+
+
+def room_id_from_create_event_id(event_id: str) -> str:
+    """The ID of a room version 12+ room: its create event's ID with the ``!`` sigil (/appendices#room-ids)."""
+    if not isinstance(event_id, str) or not event_id.startswith("$") or len(event_id) < 2:
+        raise ValueError(f"not an event ID: {event_id!r}")
+    return "!" + event_id[1:]

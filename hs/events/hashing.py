@@ -21,7 +21,7 @@ from hs.events.canonical_json import (
     unpadded_b64encode,
     urlsafe_unpadded_b64encode,
 )
-from hs.events.event import Event
+from hs.events.event import Event, room_id_from_create_event_id
 from hs.events.redaction import prune_event_dict
 from hs.events.room_versions import EventFormat, RoomVersion
 
@@ -100,13 +100,6 @@ def make_v1_event_id(server_name: str) -> str:
     # 24 alphanumerics (~143 bits) keep IDs unique without a counter to persist.
     opaque = "".join(secrets.choice(_V1_EVENT_ID_ALPHABET) for _ in range(24))
     return f"${opaque}:{server_name}"
-
-
-def room_id_from_create_event_id(event_id: str) -> str:
-    """The ID of a room version 12+ room: its create event's ID with the ``!`` sigil (/appendices#room-ids)."""
-    if not isinstance(event_id, str) or not event_id.startswith("$") or len(event_id) < 2:
-        raise ValueError(f"not an event ID: {event_id!r}")
-    return "!" + event_id[1:]
 
 
 def event_from_pdu(room_version: RoomVersion, pdu: dict) -> Event:

@@ -11,7 +11,11 @@ import re
 
 from hs.config import is_valid_server_name
 from hs.errors import Codes, MatrixError
-from hs.events.power_levels import InvalidPowerLevelError, get_required_level, get_user_power_level
+from hs.events.power_levels import (
+    InvalidPowerLevelError,
+    get_required_level,
+    get_user_power_level,
+)
 from hs.handlers.room_summary import event_content, published_room_fields
 
 logger = logging.getLogger(__name__)

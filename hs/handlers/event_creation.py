@@ -15,10 +15,25 @@ from hs.errors import Codes, MatrixError
 from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_rules
 from hs.events.canonical_json import unpadded_b64encode
 from hs.events.event_signing import sign_event
-from hs.events.hashing import compute_reference_hash, event_from_pdu, make_v1_event_id, room_id_from_create_event_id
+from hs.events.hashing import (
+    compute_reference_hash,
+    event_from_pdu,
+    make_v1_event_id,
+    room_id_from_create_event_id,
+)
 from hs.events.power_levels import get_named_level, get_user_power_level
-from hs.events.room_versions import EventFormat, Redaction, RoomVersion, get_room_version
-from hs.events.validation import MAX_PDU_SIZE, PduFormatError, PduTooLargeError, validate_pdu_format
+from hs.events.room_versions import (
+    EventFormat,
+    Redaction,
+    RoomVersion,
+    get_room_version,
+)
+from hs.events.validation import (
+    MAX_PDU_SIZE,
+    PduFormatError,
+    PduTooLargeError,
+    validate_pdu_format,
+)
 from hs.storage.events import PersistPlan
 from hs.storage.rooms import RoomStore
 

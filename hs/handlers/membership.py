@@ -1,8 +1,13 @@
 """Joining, leaving, inviting, kicking, banning, knocking and forgetting rooms."""
 
 from hs.errors import Codes, MatrixError
-from hs.events.power_levels import (InvalidPowerLevelError, get_named_level, get_room_creators,
-                                    get_user_power_level, parse_power_level)
+from hs.events.power_levels import (
+    InvalidPowerLevelError,
+    get_named_level,
+    get_room_creators,
+    get_user_power_level,
+    parse_power_level,
+)
 from hs.events.visibility import guest_may_join
 from hs.identifiers import check_room_id, user_id_parts
 

@@ -94,7 +94,7 @@ class ReceiptHandler:
     def _visible_event(self, user_id: str, room_id: str, event_id: str) -> int:
         """The event's stream ordering; 404 when it is not in the room or hidden from the user."""
         stored = self.events.get_event(event_id)
-        if stored is None or self.reads._room_of(stored) != room_id:
+        if stored is None or stored.event.room_id_in_any_version != room_id:
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
         if not self.reads.visible(user_id, [stored], self.reads.access(user_id, room_id)):
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")

@@ -15,7 +15,6 @@ sent after they left, and the events an aggregation names pass RoomReadHandler.v
 from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
 from hs.events.client_format import client_event
-from hs.events.hashing import room_id_from_create_event_id
 from hs.handlers.room_reads import RoomAccess, pagination_token, parse_pagination_token
 from hs.storage.events import StoredEvent
 
@@ -37,13 +36,6 @@ def rel_type_of(content: dict) -> str | None:
         return None
     rel_type = relates.get("rel_type")
     return rel_type if isinstance(rel_type, str) and isinstance(relates.get("event_id"), str) else None
-
-
-def _room_of(stored: StoredEvent) -> str | None:
-    event = stored.event
-    if event.room_id is None and event.type == "m.room.create":
-        return room_id_from_create_event_id(event.event_id)
-    return event.room_id
 
 
 def _is_valid_edit(stored: StoredEvent) -> bool:
@@ -120,7 +112,7 @@ class RelationHandler:
                 raise not_found from None
             raise
         parent = self.events.get_event(event_id)
-        if (parent is None or _room_of(parent) != room_id
+        if (parent is None or parent.event.room_id_in_any_version != room_id
                 or (access.until is not None
                     and (parent.topological_ordering, parent.stream_ordering) > access.until)
                 or not self.reads.visible(requester.user_id, [parent], access)):
@@ -182,7 +174,7 @@ class RelationHandler:
             # valid, and annotations of either are ignored), as Synapse also has it.
             if stored.event.is_state() or rel_type_of(stored.event.content) in (REPLACE, ANNOTATION):
                 continue
-            by_room.setdefault(_room_of(stored), {})[event_id] = stored
+            by_room.setdefault(stored.event.room_id_in_any_version, {})[event_id] = stored
         accesses = {} if accesses is None else accesses
         result: dict[str, dict] = {}
         for room_id, room_parents in by_room.items():

@@ -8,7 +8,6 @@ anyone, as long as the room exists.
 
 from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
-from hs.events.hashing import room_id_from_create_event_id
 
 MAX_REASON_LENGTH = 10_000
 
@@ -47,7 +46,7 @@ class ReportHandler:
         if membership is None or membership[0] != "join":
             raise not_found
         stored = self.events.get_event(event_id)
-        if stored is None or _room_of(stored.event) != room_id:
+        if stored is None or stored.event.room_id_in_any_version != room_id:
             raise not_found
         if not self.reads.visible(user_id, [stored], self.reads.access(user_id, room_id)):
             raise not_found
@@ -62,7 +61,3 @@ class ReportHandler:
                               score=None, now_ms=now_ms())
 
 
-def _room_of(event) -> str | None:
-    if event.room_id is None and event.type == "m.room.create":
-        return room_id_from_create_event_id(event.event_id)
-    return event.room_id

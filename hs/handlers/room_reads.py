@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
 from hs.events.client_format import client_event
-from hs.events.hashing import room_id_from_create_event_id
 from hs.events.visibility import visible_to_user
 from hs.storage.events import StoredEvent
 from hs.streams import StreamToken
@@ -161,7 +160,7 @@ class RoomReadHandler:
     def get_event(self, requester, room_id: str, event_id: str) -> dict:
         access = self.access(requester.user_id, room_id)
         stored = self.events.get_event(event_id)
-        if (stored is None or self._room_of(stored) != room_id or not self._before_leave(stored, access)
+        if (stored is None or stored.event.room_id_in_any_version != room_id or not self._before_leave(stored, access)
                 or not self.visible(requester.user_id, [stored], access)):
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
         return self.serialize([stored], room_id, requester)[0]
@@ -169,13 +168,6 @@ class RoomReadHandler:
     @staticmethod
     def _before_leave(stored: StoredEvent, access: RoomAccess) -> bool:
         return access.until is None or (stored.topological_ordering, stored.stream_ordering) <= access.until
-
-    @staticmethod
-    def _room_of(stored: StoredEvent) -> str | None:
-        event = stored.event
-        if event.room_id is None and event.type == "m.room.create":
-            return room_id_from_create_event_id(event.event_id)
-        return event.room_id
 
     def state_ids_for_reader(self, requester, room_id: str) -> dict:
         """Current state for members, the state at their leave for those who left."""
@@ -300,7 +292,7 @@ class RoomReadHandler:
     def get_context(self, requester, room_id: str, event_id: str, limit: int, event_filter) -> dict:
         access = self.access(requester.user_id, room_id)
         stored = self.events.get_event(event_id)
-        if (stored is None or self._room_of(stored) != room_id or not self._before_leave(stored, access)
+        if (stored is None or stored.event.room_id_in_any_version != room_id or not self._before_leave(stored, access)
                 or not self.visible(requester.user_id, [stored], access)):
             raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
         position = (stored.topological_ordering, stored.stream_ordering)

@@ -19,8 +19,15 @@ import logging
 import gevent.lock
 
 from hs.errors import Codes, MatrixError
-from hs.events.power_levels import (TOP_LEVEL_KEYS, InvalidPowerLevelError, get_required_level, get_room_creators,
-                                    get_user_power_level, is_valid_user_id, parse_power_level)
+from hs.events.power_levels import (
+    TOP_LEVEL_KEYS,
+    InvalidPowerLevelError,
+    get_required_level,
+    get_room_creators,
+    get_user_power_level,
+    is_valid_user_id,
+    parse_power_level,
+)
 from hs.events.redaction import prune_event_dict
 from hs.events.room_versions import get_room_version
 from hs.handlers.room_creation import default_power_levels
