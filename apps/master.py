@@ -7,16 +7,39 @@ import os
 
 from hs.api import admin, admin_tokens, server_key, wellknown
 from hs.api.app import build_app
-from hs.api.client import (account, capabilities, devices, filter, login, membership, profile, register,
-                           rooms, versions)
-from hs.api.client import directory, room_summary
-from hs.api.client import reports, room_upgrade, search, timestamp, user_directory
-from hs.api.client import relations
-from hs.api.client import sync
-from hs.api.client import account_data
-from hs.api.client import receipts, typing
+from hs.api.client import (
+    account,
+    account_data,
+    capabilities,
+    devices,
+    directory,
+    filter,
+    legacy_sync,
+    login,
+    membership,
+    notifications,
+    presence,
+    profile,
+    push_rules,
+    pushers,
+    receipts,
+    register,
+    relations,
+    reports,
+    room_summary,
+    room_upgrade,
+    rooms,
+    search,
+    sync,
+    timestamp,
+    to_device,
+    typing,
+    user_directory,
+    versions,
+)
 from hs.config import load_config
 from hs.logging_setup import setup_logging
+from hs.master_replication import start_replication
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
 
 RESOURCE_MODULES = (versions, wellknown, capabilities, login, register, account, devices, profile, admin,
@@ -27,6 +50,11 @@ RESOURCE_MODULES += (relations,)
 RESOURCE_MODULES += (sync,)
 RESOURCE_MODULES += (account_data,)
 RESOURCE_MODULES += (typing, receipts)
+RESOURCE_MODULES += (presence,)
+RESOURCE_MODULES += (pushers,)
+RESOURCE_MODULES += (to_device, legacy_sync)
+RESOURCE_MODULES += (push_rules,)
+RESOURCE_MODULES += (notifications,)
 
 
 def create_app(config_path: str):
@@ -37,6 +65,7 @@ def create_app(config_path: str):
     app = build_app(hs.auth, config)
     for module in RESOURCE_MODULES:
         module.register(app, hs)
+    start_replication(hs, app)
     return app
 
 

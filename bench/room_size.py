@@ -159,8 +159,8 @@ def fill_big_room(api: Api, room_id: str, members: dict[str, str], n_events: int
         return join_room(api, token, room_id) if kind == "join" else send_message(api, token, room_id, f"history {i}")
     latencies = run_concurrently(jobs, run)
     seconds = time.perf_counter() - started
-    join_latencies += [lat for job, lat in zip(jobs, latencies) if job[0] == "join"]
-    send_latencies = [lat for job, lat in zip(jobs, latencies) if job[0] == "send"]
+    join_latencies += [lat for job, lat in zip(jobs, latencies, strict=True) if job[0] == "join"]
+    send_latencies = [lat for job, lat in zip(jobs, latencies, strict=True) if job[0] == "send"]
     print(f"  {len(tokens)} joins and {n_events} messages in {seconds:.1f} s"
           f" ({(len(tokens) + n_events) / seconds:.0f} events/s)", flush=True)
     return {"joins": join_latencies, "sends": send_latencies, "events_per_s": (len(tokens) + n_events) / seconds}

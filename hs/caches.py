@@ -6,6 +6,8 @@ lets a test check that every cache says so.
 
 from collections import OrderedDict
 
+import gevent.event
+
 REGISTRY: dict[str, "LruCache"] = {}
 
 
@@ -36,3 +38,29 @@ class LruCache:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class SingleFlight:
+    """Concurrent identical reads share one: the first caller with a key runs it, and those
+    arriving while it runs wait for its result (or its exception) instead of running it again.
+    What a cache cannot do alone: when one message wakes hundreds of parked /sync requests,
+    they all miss a cold cache together, before the first of them has filled it."""
+
+    def __init__(self):
+        self._running: dict = {}
+
+    def run(self, key, read):
+        pending = self._running.get(key)
+        if pending is not None:
+            return pending.get()
+        result = gevent.event.AsyncResult()
+        self._running[key] = result
+        try:
+            value = read()
+        except BaseException as e:
+            result.set_exception(e)
+            raise
+        finally:
+            del self._running[key]
+        result.set(value)
+        return value

@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 HTTP_RESOURCE_NAMES = {"client", "federation", "media", "metrics", "replication", "keys", "openid"}
 _SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$")
 _REQUIRED = object()
+_DEFAULT_LISTENERS = [{"port": 8008, "type": "http", "bind_addresses": ["127.0.0.1"],
+                       "resources": [{"names": ["client", "federation"]}]}]
 
 
 def is_valid_server_name(name: str) -> bool:
@@ -146,7 +148,8 @@ class HomeServerConfig:
         self.config_dir = os.path.dirname(self.config_path)
         top = _Section(path, data)
         self._read_server(top)
-        self._read_listeners(top)
+        self.listeners = self.read_listeners(top)
+        self._read_duties(top)
         self._read_database(top)
         self._read_registration(top)
         self._read_limits(top)
@@ -179,19 +182,26 @@ class HomeServerConfig:
                                                 expected="a room version such as \"12\""))
         if self.default_room_version not in KNOWN_ROOM_VERSIONS:
             top.fail("default_room_version", f"one of {', '.join(KNOWN_ROOM_VERSIONS)}", self.default_room_version)
-        self.presence_enabled = top.section("presence").get("enabled", bool, True)
+        presence = top.section("presence")
+        self.presence_enabled = presence.get("enabled", bool, True)
+        # Synapse's fixed IDLE_TIMER and SYNC_ONLINE_TIMEOUT; not in the generated config, they
+        # are settable so that tests need not wait minutes.
+        self.presence_idle_timeout_ms = presence.duration_ms("idle_timeout", "5m")
+        self.presence_sync_online_timeout_ms = presence.duration_ms("sync_online_timeout", "30s")
         self.allow_guest_access = top.get("allow_guest_access", bool, False)
 
-    def _read_listeners(self, top: _Section):
-        raw = top.get("listeners", list, [{"port": 8008, "type": "http", "bind_addresses": ["127.0.0.1"],
-                                            "resources": [{"names": ["client", "federation"]}]}])
-        self.listeners = []
+    @staticmethod
+    def read_listeners(top: _Section, key: str = "listeners", kinds=("http", "replication", "metrics"),
+                       default=_DEFAULT_LISTENERS) -> list:
+        """``key`` as a list of Listener; also reads a worker file's ``worker_listeners``."""
+        raw = top.get(key, list, default)
+        listeners = []
         seen = set()
         for i, item in enumerate(raw):
-            sect = _Section(top.path, item, f"listeners[{i}]")
+            sect = _Section(top.path, item, f"{key}[{i}]")
             kind = sect.get("type", str)
-            if kind not in ("http", "replication", "metrics"):
-                sect.fail("type", "http, replication or metrics", kind)
+            if kind not in kinds:
+                sect.fail("type", f"{', '.join(kinds[:-1])} or {kinds[-1]}", kind)
             port = sect.get("port", int)
             if not 0 < port < 65536:
                 sect.fail("port", "a port between 1 and 65535", port)
@@ -213,7 +223,7 @@ class HomeServerConfig:
                 seen.add((addr, port))
             resources = set()
             for j, res in enumerate(sect.get("resources", list, [])):
-                res_sect = _Section(top.path, res, f"listeners[{i}].resources[{j}]")
+                res_sect = _Section(top.path, res, f"{key}[{i}].resources[{j}]")
                 for name in res_sect.get("names", list):
                     if not isinstance(name, str) or name not in HTTP_RESOURCE_NAMES:
                         res_sect.fail("names", f"names among {', '.join(sorted(HTTP_RESOURCE_NAMES))}", name)
@@ -221,9 +231,41 @@ class HomeServerConfig:
             tls = sect.get("tls", bool, False)
             if tls:
                 sect.fail("tls", "false (TLS termination comes with federation; put a proxy in front)", tls)
-            self.listeners.append(Listener(kind, port, binds, resources, sect.get("x_forwarded", bool, False), tls))
-        if not any(lst.type == "http" for lst in self.listeners):
-            raise ConfigError(f"{top.path}: listeners: at least one listener of type http is required")
+            listeners.append(Listener(kind, port, binds, resources, sect.get("x_forwarded", bool, False), tls))
+        if not any(lst.type == "http" for lst in listeners):
+            raise ConfigError(f"{top.path}: {key}: at least one listener of type http is required")
+        return listeners
+
+    def _read_duties(self, top: _Section):
+        """The duties the master hands to a worker by switching them off here, and the replication secret.
+
+        The replication listeners carry every stream and accept writes on the master's behalf, with no
+        user authentication: reachable from beyond this machine they need ``replication_secret``."""
+        self.enable_media_repo = top.get("enable_media_repo", bool, True)
+        self.start_pushers = top.get("start_pushers", bool, True)
+        self.notify_appservices = top.get("notify_appservices", bool, True)
+        self.replication_secret = top.get("replication_secret", str, None)
+        if self.replication_secret == "":
+            top.fail("replication_secret", "a non-empty string", "")
+        if self.replication_secret is None:
+            replication = self.replication_listeners() + self.internal_api_listeners()
+            for i, lst in enumerate(self.listeners):
+                if lst in replication:
+                    exposed = [a for a in lst.bind_addresses if not ipaddress.ip_address(a).is_loopback]
+                    if exposed:
+                        raise ConfigError(
+                            f"{top.path}: listeners[{i}]: binds replication to {', '.join(exposed)}, beyond "
+                            "loopback, and replication_secret is not set: anyone who reaches that port could "
+                            "read every stream and write as the master. Bind it to 127.0.0.1, or opt in by "
+                            "setting replication_secret (a long random string) in this file.")
+
+    def replication_listeners(self) -> list:
+        """The TCP replication listeners (``type: replication``) the master serves its streams on."""
+        return [lst for lst in self.listeners if lst.type == "replication"]
+
+    def internal_api_listeners(self) -> list:
+        """The http listeners serving the ``replication`` resource: the internal API workers write through."""
+        return [lst for lst in self.listeners if lst.type == "http" and "replication" in lst.resources]
 
     def _read_database(self, top: _Section):
         """With no `database` section the master runs an embedded PostgreSQL in data_dir."""
@@ -303,6 +345,7 @@ class HomeServerConfig:
         "password_config", "refreshable_access_token_lifetime", "refresh_token_lifetime",
         "nonrefreshable_access_token_lifetime", "ui_auth", "login_via_existing_session", "rc_message",
         "rc_registration", "rc_login", "max_request_body_size",
+        "enable_media_repo", "start_pushers", "notify_appservices", "replication_secret",
     }
 
     def _warn_unknown(self, data: dict):

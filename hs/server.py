@@ -6,7 +6,9 @@ handlers are plain attributes built once, in dependency order; nothing is create
 
 import logging
 import os
+import sys
 
+from hs import metrics
 from hs.config import ConfigError
 from hs.events.signing import (
     generate_signing_key,
@@ -35,7 +37,7 @@ from hs.handlers.room_upgrade import RoomUpgradeHandler
 from hs.handlers.search import SearchHandler
 from hs.handlers.sessions import SessionHandler
 from hs.handlers.sync import SyncHandler, event_persisted_listener
-from hs.handlers.sync_rooms import RoomSync
+from hs.handlers.sync_rooms import MembershipChanges, RoomSync
 from hs.handlers.uia import UiaHandler
 from hs.handlers.user_directory import UserDirectoryHandler
 from hs.notifier import Notifier, RoomEventNotifier
@@ -58,7 +60,7 @@ from hs.storage.state import StateStore
 from hs.storage.sync import SyncStore
 from hs.storage.tokens import TokenStore
 from hs.storage.uia import UiaStore
-from hs.streams import Streams
+from hs.streams import ReplicatedPosition, Streams
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +97,14 @@ def open_database(config, *, migrate: bool) -> Database:
 
 
 class HomeServer:
-    def __init__(self, config, db: Database, signing_keys: list):
+    """`worker=True` builds a worker's: stream positions come from replication (a
+    ReplicatedPosition each, advanced by replication/client.py) instead of the writer's id
+    generators, and nothing that only the master runs (presence timeouts) starts."""
+
+    def __init__(self, config, db: Database, signing_keys: list, *, worker: bool = False):
         self.config = config
         self.db = db
+        self.is_worker = worker
         self.signing_keys = signing_keys
         self.limiters = Limiters(config)
 
@@ -124,7 +131,7 @@ class HomeServer:
         self.state = StateStore(db)
         self.events = EventStore(db, self.state)
         # Only the master writes events; it is the single allocator of their stream ids.
-        self.event_stream = StreamIdGenerator(db, "events", "stream_ordering")
+        self.event_stream = self._position("events", "events", "stream_ordering")
         self.event_creation = EventCreationHandler(config, db, self.rooms, self.events, self.state,
                                                    self.event_stream, signing_keys[0])
         self.membership = MembershipHandler(config, self.rooms, self.events, self.state, self.event_creation,
@@ -162,6 +169,7 @@ class HomeServer:
                                                 self.membership)
 
         self.notifier = Notifier()
+        metrics.register_notifier(self.notifier)
         self.room_event_notifier = RoomEventNotifier(self.notifier, self.event_stream)
         self.streams = Streams(self.event_stream)
         # A member event also wakes the user it is about: an invitee or a joiner on another
@@ -170,10 +178,15 @@ class HomeServer:
         self.sync_store = SyncStore(db)
         self.sync = SyncHandler(self.streams, self.notifier,
                                 RoomSync(self.sync_store, self.events, self.state, self.room_reads))
+        # The master persists every member event, a worker sees each in the events stream: /sync
+        # may reuse a user's membership rows. A worker starts following at its first position.
+        self.membership_changes = MembershipChanges(sys.maxsize if worker else self.event_stream.get_current_token())
+        self.sync.room_sync.membership_changes = self.membership_changes
+        self.event_creation.persisted_listeners.append(self.membership_changes.on_persisted)
 
         # Account data and tags: their own stream, carried in /sync's account_data sections.
         self.account_data_store = AccountDataStore(db)
-        self.account_data_stream = StreamIdGenerator(db, "account_data", "stream_id")
+        self.account_data_stream = self._position("account_data", "account_data", "stream_id")
         self.streams.account_data_stream = self.account_data_stream
         self.account_data = AccountDataHandler(self.account_data_store, self.account_data_stream,
                                                AccountDataNotifier(self.notifier, self.account_data_stream))
@@ -181,15 +194,94 @@ class HomeServer:
 
         # Typing (in memory on the master) and receipts: /sync's ephemeral events.
         from hs.handlers.receipts import ReceiptHandler, StreamNotifier
-        from hs.handlers.typing import TypingHandler
+        from hs.handlers.typing import TypingHandler, TypingPosition
         from hs.storage.receipts import ReceiptStore
-        self.typing = TypingHandler(self.rooms, self.notifier)
+        self.typing = TypingHandler(self.rooms, self.notifier,
+                                    ReplicatedPosition("typing") if worker else TypingPosition())
         self.streams.typing_stream = self.typing
         self.receipt_store = ReceiptStore(db)
-        self.receipt_stream = StreamIdGenerator(db, "receipts", "stream_id")
+        self.receipt_stream = self._position("receipts", "receipts", "stream_id")
         self.streams.receipt_stream = self.receipt_stream
         self.receipts = ReceiptHandler(self.receipt_store, self.receipt_stream,
                                        StreamNotifier(self.notifier, self.receipt_stream), self.rooms, self.events,
                                        self.room_reads, self.account_data)
         self.sync.typing = self.typing
         self.sync.receipts = self.receipts
+
+        # Presence: read from PostgreSQL anywhere; the master alone keeps who is online (and
+        # syncing) in memory and runs the timeouts.
+        from hs.handlers.presence import PresenceReader, PresenceWriter
+        from hs.storage.presence import PresenceStore
+        self.presence_store = PresenceStore(db)
+        self.presence_stream = self._position("presence", "presence", "stream_id")
+        self.streams.presence_stream = self.presence_stream
+        self.presence = PresenceReader(self.presence_store, config.presence_enabled)
+        self.presence_writer = PresenceWriter(self.presence_store, self.presence_stream, self.rooms, self.notifier,
+                                              enabled=config.presence_enabled,
+                                              idle_timeout_ms=config.presence_idle_timeout_ms,
+                                              sync_online_timeout_ms=config.presence_sync_online_timeout_ms)
+        if not worker:
+            self.presence_writer.start()
+        self.sync.presence = self.presence
+
+        # Pushers: configuration only (delivery is the pusher worker's). Not in the sync token.
+        from hs.handlers.pushers import PusherReader, PusherWriter
+        from hs.storage.pushers import PusherStore
+        self.pusher_store = PusherStore(db)
+        self.pusher_stream = self._position("pushers", "pushers", "stream_id",
+                                               extra_tables=[("deleted_pushers", "stream_id")])
+        self.pusher_reader = PusherReader(self.pusher_store)
+        self.pushers = PusherWriter(self.pusher_store, self.pusher_stream)
+        self.sessions.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
+        self.device_handler.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
+
+        # Send-to-device: each device's inbox, read (and acknowledged) by its /sync.
+        from hs.handlers.to_device import DeviceInbox, SendToDeviceHandler
+        from hs.storage.to_device import STREAM_TABLES, ToDeviceStore
+        self.to_device_store = ToDeviceStore(db)
+        self.to_device_stream = self._position("to_device", "device_inbox", "stream_id", extra_tables=STREAM_TABLES)
+        self.streams.to_device_stream = self.to_device_stream
+        # AccountDataNotifier wakes users once a stream passes their write: exactly what a
+        # recipient of a to-device message needs too.
+        self.send_to_device = SendToDeviceHandler(config.server_name, self.to_device_store, self.devices,
+                                                  self.to_device_stream,
+                                                  AccountDataNotifier(self.notifier, self.to_device_stream))
+        self.sync.to_device = DeviceInbox(self.to_device_store)
+
+        # The deprecated /events and /initialSync, built from what /sync reads.
+        from hs.handlers.legacy_sync import LegacySyncHandler
+        self.legacy_sync = LegacySyncHandler(self.streams, self.notifier, self.sync.room_sync, self.sync_store,
+                                             self.rooms, self.events, self.room_reads, self.account_data,
+                                             self.typing, self.receipts, self.presence)
+
+        # Push rules: the predefined rules merged with each user's own; changes are carried in
+        # /sync as the m.push_rules account data event.
+        from hs.handlers.push_rules import PushRulesHandler, PushRulesReader
+        from hs.storage.push_rules import PushRuleWriteStore
+        self.push_rule_store = PushRuleWriteStore(db)
+        self.push_rules_stream = self._position("push_rules", "push_rules_stream", "stream_id")
+        self.streams.push_rules_stream = self.push_rules_stream
+        self.push_rules_reader = PushRulesReader(self.push_rule_store)
+        self.push_rules = PushRulesHandler(self.push_rules_reader, self.push_rule_store, self.push_rules_stream,
+                                           AccountDataNotifier(self.notifier, self.push_rules_stream))
+        self.sync.push_rules = self.push_rules_reader
+
+        # Push actions: every event's push rules run once per local member before it is persisted,
+        # the notifying actions written in its transaction; read back as /sync's unread counts
+        # and GET /notifications.
+        from hs.handlers.push_actions import PushActionReader, PushActionWriter
+        from hs.storage.push_actions import PushActionStore
+        self.push_action_store = PushActionStore(db)
+        self.push_action_writer = PushActionWriter(config.server_name, self.rooms, self.push_rules_reader,
+                                                   self.push_action_store)
+        self.event_creation.persist_preparers.append(self.push_action_writer.prepare)
+        self.event_creation.persisted_listeners.append(self.push_action_writer.on_persisted)
+        self.push_action_reader = PushActionReader(self.push_action_store, self.events, self.room_reads)
+        self.sync.push_actions = self.push_action_reader
+
+    def _position(self, name: str, table: str, column: str, **kwargs):
+        """A stream's position source: its id generator on the master (the single writer), what
+        replication has applied on a worker."""
+        if self.is_worker:
+            return ReplicatedPosition(name)
+        return StreamIdGenerator(self.db, table, column, **kwargs)

@@ -11,6 +11,11 @@ from dataclasses import dataclass, fields, replace
 from hs.errors import Codes, MatrixError
 
 _TOKEN = re.compile(r"^s\d+(_\d+)*$")
+CATCH_UP_WAIT_S = 10.0
+# Sync token key -> replication stream. Typing is left out: a typing position ahead of this
+# process (a token from before a master restart) already reads as now.
+_REPLICATED_KEYS = {"room": "events", "presence": "presence", "receipt": "receipts",
+                    "account_data": "account_data", "push_rules": "push_rules", "to_device": "to_device"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,22 @@ class Streams:
         self.account_data_stream = None  # set by the composition root (hs/server.py)
         self.typing_stream = None  # hs/handlers/typing.py (in memory), set by the composition root
         self.receipt_stream = None  # set by the composition root
+        self.presence_stream = None  # set by the composition root
+        self.to_device_stream = None  # set by the composition root
+        self.push_rules_stream = None  # set by the composition root
+        # On a worker (hs/worker.py): (targets {replication stream: position}, timeout) -> whether
+        # this process follows the master yet; waits until it has applied the targets.
+        self.catch_up = None
+
+    def wait_until_reached(self, token: "StreamToken", timeout: float = CATCH_UP_WAIT_S) -> None:
+        """On a worker, before answering for `token` (a client's since, from this or another
+        instance): waits until this process has applied what the token covers, so that nothing
+        before it is sent again. 503 if this worker does not follow the master yet."""
+        if self.catch_up is None:
+            return
+        targets = {name: getattr(token, key) for key, name in _REPLICATED_KEYS.items()}
+        if not self.catch_up(targets, timeout):
+            raise MatrixError(503, Codes.UNKNOWN, "This worker is not yet following the master; try again")
 
     def current_token(self) -> StreamToken:
         # Only the room stream exists so far; the others stay 0 until they are built.
@@ -57,4 +78,57 @@ class Streams:
             token = replace(token, typing=self.typing_stream.get_current_token())
         if self.receipt_stream is not None:
             token = replace(token, receipt=self.receipt_stream.get_current_token())
+        if self.presence_stream is not None:
+            token = replace(token, presence=self.presence_stream.get_current_token())
+        if self.to_device_stream is not None:
+            token = replace(token, to_device=self.to_device_stream.get_current_token())
+        if self.push_rules_stream is not None:
+            token = replace(token, push_rules=self.push_rules_stream.get_current_token())
         return token
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One entry of the catalogue the replication protocol serves (hs/server.py builds it).
+
+    `position` has get_current_token() and add_listener(): the writer's StreamIdGenerator on the
+    master, a ReplicatedPosition on a worker. `get_rows(from_id, upto_id, limit)` returns the rows
+    with from_id < id <= upto_id as [(id, row dict)], in id order, at most `limit` ids (None: all),
+    never splitting the rows of one id: the master streams them, and a worker that is behind reads
+    them itself from PostgreSQL. An `in_memory` stream (typing) has no
+    rows in the database: its whole state is resent on every connect. `on_rows(token, rows)` is
+    what a worker does with rows it applied (invalidate caches, wake the notifier), called after
+    the position has moved to `token`."""
+    name: str
+    position: object
+    get_rows: object
+    on_rows: object = None
+    in_memory: bool = False
+
+
+class ReplicatedPosition:
+    """A worker's stand-in for a stream's StreamIdGenerator: the position it has applied from
+    replication. Workers never allocate ids, so get_next refuses."""
+
+    def __init__(self, name: str, token: int = 0):
+        self.name = name
+        self._token = token
+        self._listeners = []
+
+    def get_current_token(self) -> int:
+        return self._token
+
+    def add_listener(self, callback) -> None:
+        self._listeners.append(callback)
+
+    def advance(self, token: int) -> None:
+        if token == self._token:
+            return
+        self._token = token
+        for listener in self._listeners:
+            listener(token)
+
+    def get_next(self):
+        raise RuntimeError(f"a worker does not write the {self.name} stream: send the write to the master")
+
+    get_next_mult = get_next

@@ -53,6 +53,9 @@ class ReplicationClient:
         self._conn = None
         self._greenlet = None
         self._on_connect: list = []  # callables returning lines to send on every (re)connect
+        self._moved = gevent.event.Event()  # set (and replaced) whenever a position advances
+        for stream in catalogue:
+            stream.position.add_listener(self._position_moved)
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
@@ -77,6 +80,24 @@ class ReplicationClient:
 
     def positions(self) -> dict[str, int]:
         return {name: s.position.get_current_token() for name, s in self.streams.items()}
+
+    def wait_for(self, targets: dict[str, int], timeout: float) -> bool:
+        """Waits until this worker has applied every stream up to `targets` (positions the master
+        answered a write with, or a sync token from another instance). False on timeout."""
+        deadline = gevent.get_hub().loop.now() + timeout
+        while True:
+            behind = [name for name, token in targets.items()
+                      if name in self.streams and self.streams[name].position.get_current_token() < token]
+            if not behind:
+                return True
+            remaining = deadline - gevent.get_hub().loop.now()
+            if remaining <= 0 or not self._moved.wait(remaining):
+                logger.warning("replication: still behind on %s after %.1fs", ", ".join(behind), timeout)
+                return False
+
+    def _position_moved(self, _token: int) -> None:
+        moved, self._moved = self._moved, gevent.event.Event()
+        moved.set()
 
     # --- the connection --------------------------------------------------------------------------
 

@@ -56,12 +56,14 @@ class HomeserverProcess:
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
         env = dict(os.environ, HS_CONFIG=self.config_path, PYTHONPATH=REPO)
-        binds = [arg for lst in self.config["listeners"] if lst["type"] == "http"
+        binds = [arg for lst in self.config["listeners"] if lst["type"] in ("http", "metrics")
                  for arg in ("-b", f"127.0.0.1:{lst['port']}")]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
-                 "--graceful-timeout", "2", *binds, "apps.master:app"],
+                # As synctl runs it: each parked /sync long-poll holds one of the worker's
+                # connections, and gunicorn's default of 1,000 would leave the rest unaccepted.
+                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
+                 "--no-control-socket", "--graceful-timeout", "2", *binds, "apps.master:app"],
                 cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,6 +81,11 @@ class HomeserverProcess:
 
     def stop(self) -> None:
         """Stops the process group by pid and removes the server's directory."""
+        self.stop_process()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop_process(self) -> None:
+        """Stops the process group by pid, keeping its directory (config, keys) to start again."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -86,7 +93,6 @@ class HomeserverProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import falcon
 import falcon.media
 
+from hs import metrics
 from hs.errors import Codes, InteractiveAuthRequired, MatrixError
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def _unescape_param(value: str) -> str:
 # Which listener resource (`resources: [{names: [...]}]`) serves a path, by prefix.
 _RESOURCE_PREFIXES = (("/_matrix/client/", "client"), ("/_synapse/", "client"), ("/.well-known/", "client"),
                       ("/_matrix/federation/", "federation"), ("/_matrix/key/", "federation"),
-                      ("/_matrix/media/", "media"), ("/metrics", "metrics"))
+                      ("/_matrix/media/", "media"), ("/metrics", "metrics"),
+                      ("/_hs/replication/", "replication"), ("/_hs/status", "status"))
 
 
 def _resource_name(path: str) -> str | None:
@@ -92,8 +94,10 @@ class MatrixMiddleware:
         self.auth = auth
         self.max_body_size = max_body_size
         self.x_forwarded_ports = {str(lst.port) for lst in listeners if lst.x_forwarded}
-        # A listener serves only the resources it names; a port bound by hand serves all.
-        self.resources_by_port = {str(lst.port): lst.resources for lst in listeners if lst.type == "http"}
+        # A listener serves only the resources it names (a `type: metrics` one, metrics alone);
+        # a port bound by hand serves all.
+        self.resources_by_port = {str(lst.port): lst.resources if lst.type == "http" else {"metrics"}
+                                  for lst in listeners if lst.type in ("http", "metrics")}
 
     def process_request(self, req, resp):
         req.context.start = time.monotonic()
@@ -114,7 +118,9 @@ class MatrixMiddleware:
             resp.complete = True
             return
         served = self.resources_by_port.get(req.env.get("SERVER_PORT"))
-        if served is not None and _resource_name(req.path) not in served:
+        name = _resource_name(req.path)
+        # Every listener answers /_hs/status (to loopback peers only: see hs/api/status.py).
+        if served is not None and name != "status" and name not in served:
             raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
 
     def _client_ip(self, req):
@@ -187,10 +193,24 @@ def _unexpected_error(req, resp, ex, params):
     resp.media = {"errcode": Codes.UNKNOWN, "error": "Internal server error"}
 
 
+class MetricsResource(Resource):
+    """GET /metrics: Prometheus' text format. Unauthenticated, as Synapse's: expose it only on a
+    listener Prometheus alone reaches (`type: metrics`, or the `metrics` resource)."""
+
+    public = frozenset({"GET"})
+
+    def on_get(self, req, resp):
+        resp.data, resp.content_type = metrics.render()
+
+
 def build_app(auth, config) -> falcon.App:
     """An app with the Matrix conventions; callers add their resources with app.add_route."""
-    app = falcon.App(middleware=[MatrixMiddleware(auth, config.max_request_body_size, config.listeners)],
+    app = falcon.App(middleware=[metrics.RequestMetrics(),
+                                 MatrixMiddleware(auth, config.max_request_body_size, config.listeners)],
                      cors_enable=False)
+    # A worker's config names its app and worker; the master's names neither.
+    metrics.set_process(getattr(config, "worker_app", "master"), getattr(config, "worker_name", "master"))
+    app.add_route("/metrics", MetricsResource())
     dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps)
     app.req_options.strip_url_path_trailing_slash = False

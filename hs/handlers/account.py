@@ -20,6 +20,7 @@ class AccountHandler:
         self.registration = registration
         self.rooms = rooms
         self.membership = membership
+        self.devices_deleted_listeners = []  # called with the user ID after devices were deleted
 
     def change_password(self, req, requester, body: dict) -> None:
         if not self.config.password_enabled:
@@ -42,6 +43,8 @@ class AccountHandler:
                 # Every other session ends; the one that changed the password stays.
                 DeviceStore.delete_other_devices_txn(cur, requester.user_id, requester.device_id)
         self.db.run_txn("change_password", txn)
+        if logout_devices:
+            self._devices_deleted(requester.user_id)
 
     def deactivate(self, req, requester, body: dict) -> dict:
         erase = body.get("erase", False)
@@ -54,11 +57,17 @@ class AccountHandler:
             AccountStore.deactivate_txn(cur, requester.user_id)
             DeviceStore.delete_devices_txn(cur, requester.user_id, None)
         self.db.run_txn("deactivate", txn)
+        self._devices_deleted(requester.user_id)
         self._leave_all_rooms(requester)
         # erase=true asks that the user's messages be hidden from people who join later (Synapse
         # marks the user erased and redacts their events on read); nothing here does that yet,
         # so erase needs nothing beyond a plain deactivation for now.
         return {"id_server_unbind_result": "no-support"}
+
+    def _devices_deleted(self, user_id: str) -> None:
+        # What hangs off a device (its pushers) goes with it.
+        for listener in self.devices_deleted_listeners:
+            listener(user_id)
 
     def _leave_all_rooms(self, requester) -> None:
         """Rejects pending invites, rescinds knocks and leaves joined rooms, as Synapse does. A

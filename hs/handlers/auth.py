@@ -54,6 +54,8 @@ class AuthHandler:
         self.tokens = tokens
         self.devices = devices
         self._last_seen: dict = {}  # (user, device) -> last write ms
+        # (user_id, device_id, ip, user_agent, now_ms): a worker sends it to the master instead.
+        self.record_last_seen = devices.record_last_seen
 
     @staticmethod
     def token_from_request(req) -> str | None:
@@ -90,4 +92,4 @@ class AuthHandler:
         if len(self._last_seen) > 100_000:
             self._last_seen.clear()
         self._last_seen[key] = now
-        self.devices.record_last_seen(user_id, device_id, req.context.client_ip, req.user_agent, now)
+        self.record_last_seen(user_id, device_id, req.context.client_ip, req.user_agent, now)

@@ -19,6 +19,8 @@ class DeviceHandler:
     def __init__(self, devices, uia):
         self.devices = devices
         self.uia = uia
+        # Called with the user ID after devices were deleted (pushers go with their device).
+        self.devices_deleted_listeners = []
 
     def list_devices(self, requester) -> list[dict]:
         return [d.to_json(requester.user_id) for d in self.devices.get_devices(requester.user_id)]
@@ -49,3 +51,5 @@ class DeviceHandler:
         self.uia.check(req, body, [[PASSWORD]], user_id=requester.user_id)
         # Deleting a device that does not exist succeeds: it "had been removed previously".
         self.devices.delete_devices(requester.user_id, [d for d in device_ids if _may_exist(d)])
+        for listener in self.devices_deleted_listeners:
+            listener(requester.user_id)

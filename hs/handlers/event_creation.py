@@ -76,6 +76,10 @@ class EventCreationHandler:
         self.content_checks: dict[str, list] = {}
         # fn(stream_ordering, room_id, event) for every event persisted.
         self.persisted_listeners: list = []
+        # fn(room_id, event, state_events) -> fn(cur, stream_ordering) | None, called before the
+        # persisting transaction (for work that needs no connection, such as push rules); what
+        # it returns writes inside that transaction, so it commits with the event or not at all.
+        self.persist_preparers: list = []
 
     def add_content_check(self, event_type: str, check) -> None:
         self.content_checks.setdefault(event_type, []).append(check)
@@ -168,13 +172,19 @@ class EventCreationHandler:
             new_group = None
             if state_key is not None:
                 new_group = self.state.plan_state_group(before_group, {(event_type, state_key): event.event_id})
+            writers = [w for prepare in self.persist_preparers if (w := prepare(room_id, event, state_events))]
             with self.stream_ids.get_next() as stream_ordering:
                 plan = PersistPlan(event, stream_ordering, before_group, replaces_state, new_group,
                                    txn_key=txn_key, relation=relation, search_key=_search_key(event),
                                    now_ms=now_ms())
-                self.db.run_txn("persist_event", self.events.persist_event_txn, plan, room_id)
+                self.db.run_txn("persist_event", self._persist_txn, plan, room_id, writers)
                 self._persisted(stream_ordering, room_id, event)
             return event.event_id
+
+    def _persist_txn(self, cur, plan: PersistPlan, room_id: str, writers: list) -> None:
+        self.events.persist_event_txn(cur, plan, room_id)
+        for write in writers:
+            write(cur, plan.stream_ordering)
 
     def _check_redaction(self, room_id: str, sender: str, redacts, state_events: dict, create_event) -> None:
         """The auth rules only ask whether the sender may send m.room.redaction; whether it

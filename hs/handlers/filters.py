@@ -28,6 +28,8 @@ class FilterHandler:
         # (the spec has no API for it), so an entry never goes stale.
         self._parsed = LruCache("parsed_filters", 10_000,
                                 invalidated_by="nothing: a stored filter is immutable")
+        # (user_id, filter) -> filter ID: a worker sends it to the master instead.
+        self.store_filter = filters.add_filter
 
     def upload(self, requester, user_id: str, body: dict) -> str:
         if requester.user_id != user_id:
@@ -39,7 +41,7 @@ class FilterHandler:
         if json_has_nul(body):
             # Valid JSON, but PostgreSQL's jsonb cannot hold it.
             raise MatrixError(400, Codes.BAD_JSON, "Invalid filter: strings must not contain NUL")
-        return self.filters.add_filter(user_id, body)
+        return self.store_filter(user_id, body)
 
     def download(self, requester, user_id: str, filter_id: str) -> dict:
         stored = self.filters.get_filter(user_id, filter_id) if requester.user_id == user_id else None

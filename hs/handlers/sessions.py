@@ -36,6 +36,8 @@ class SessionHandler:
         self.hasher = hasher
         self.limiters = limiters
         self._dummy_password_hash = None
+        # Called with the user ID after a logout deleted devices (pushers go with their device).
+        self.devices_deleted_listeners = []
 
     def create_session_txn(self, cur, user_id, device_id, display_name, want_refresh) -> dict:
         """Inside the caller's transaction, so a registration and its first session commit together."""
@@ -156,6 +158,10 @@ class SessionHandler:
 
     def logout(self, requester) -> None:
         self.db.run_txn("logout", DeviceStore.delete_devices_txn, requester.user_id, [requester.device_id])
+        for listener in self.devices_deleted_listeners:
+            listener(requester.user_id)
 
     def logout_all(self, requester) -> None:
         self.db.run_txn("logout_all", DeviceStore.delete_devices_txn, requester.user_id, None)
+        for listener in self.devices_deleted_listeners:
+            listener(requester.user_id)

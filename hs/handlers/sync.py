@@ -10,12 +10,13 @@ connection, for the user and their joined rooms. Each wake computes the response
 with nothing in it parks again for the rest of the timeout.
 
 The rooms are built in hs/handlers/sync_rooms.py; account data (global and per joined room) comes
-from hs/handlers/account_data.py. Presence, to-device messages, device lists and one-time key
-counts are present and empty until their streams exist.
+from hs/handlers/account_data.py, presence from hs/handlers/presence.py, to-device messages from
+hs/handlers/to_device.py. Device lists and one-time key counts are present and empty until their
+streams exist.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hs.errors import Codes, MatrixError
 from hs.streams import StreamToken
@@ -39,7 +40,8 @@ class _SyncResult:
 
     @property
     def is_empty(self) -> bool:
-        return not any(self.body["rooms"].values()) and not self.body["account_data"]["events"]
+        return (not any(self.body["rooms"].values()) and not self.body["account_data"]["events"]
+                and not self.body["presence"]["events"] and not self.body["to_device"]["events"])
 
 
 class SyncHandler:
@@ -50,10 +52,15 @@ class SyncHandler:
         self.account_data = None  # hs/handlers/account_data.py, set by the composition root
         self.typing = None  # hs/handlers/typing.py, set by the composition root
         self.receipts = None  # hs/handlers/receipts.py, set by the composition root
+        self.presence = None  # hs/handlers/presence.py (PresenceReader), set by the composition root
+        self.to_device = None  # hs/handlers/to_device.py (DeviceInbox), set by the composition root
+        self.push_rules = None  # hs/handlers/push_rules.py (PushRulesReader), set by the composition root
+        self.push_actions = None  # hs/handlers/push_actions.py (PushActionReader), set by the composition root
 
     def sync(self, requester, *, since: str | None, timeout_ms: int, full_state: bool, sync_filter) -> dict:
         """The /sync response. `since` is the raw token (400 M_INVALID_PARAM when malformed)."""
         since_token = StreamToken.parse(since) if since is not None else None
+        self.streams.wait_until_reached(since_token or StreamToken())
         result = self._compute(requester, since_token, full_state, sync_filter)
         # An initial sync always has something to say, and full_state=true answers at once.
         if since_token is None or full_state or timeout_ms <= 0 or not result.is_empty:
@@ -100,9 +107,32 @@ class SyncHandler:
         if self.account_data is not None:
             _add_account_data(body, self.account_data, requester.user_id, since, now, full_state,
                               joined_room_ids, sync_filter)
+        if self.push_rules is not None:
+            # Top-level account data: on an initial (or full_state) sync, and when the rules changed.
+            after = None if since is None or full_state else min(since.push_rules, now.push_rules)
+            event = self.push_rules.sync_event(requester.user_id, after, now.push_rules, sync_filter)
+            if event is not None:
+                # Counted as the oldest: the filter's limit keeps the most recently written.
+                events = [event] + body["account_data"]["events"]
+                limit = sync_filter.account_data.limit
+                body["account_data"]["events"] = events if limit is None else events[len(events) - limit:]
         if self.typing is not None or self.receipts is not None:
             _add_ephemeral(body, self.typing, self.receipts, requester.user_id, since, now, full_state,
                            joined_room_ids, sync_filter)
+        if self.push_actions is not None:
+            # After every section that adds joined rooms: each entry carries the counts.
+            self.push_actions.add_unread_counts(body["rooms"]["join"], requester.user_id, now.room, sync_filter)
+        if self.presence is not None:
+            # As Synapse, full_state also resends everyone's current presence.
+            after = None if since is None or full_state else min(since.presence, now.presence)
+            body["presence"]["events"] = self.presence.sync_events(requester.user_id, after, now.presence,
+                                                                   joined_room_ids, sync_filter)
+        if self.to_device is not None:
+            # Capped per response: next_batch then stands at the last message sent, not at now.
+            events, position = self.to_device.sync_events(requester.user_id, requester.device_id,
+                                                          since and since.to_device, now.to_device)
+            body["to_device"]["events"] = events
+            body["next_batch"] = str(replace(StreamToken.parse(body["next_batch"]), to_device=position))
         return _SyncResult(body, now, joined_room_ids)
 
 
@@ -111,6 +141,8 @@ def _add_account_data(body, handler, user_id, since, now, full_state, joined_roo
     global at the top level, per room in rooms.join, where a room with nothing else new gets an
     entry of its own."""
     after = None if since is None or full_state else min(since.account_data, now.account_data)
+    if after is not None and after >= now.account_data:
+        return  # the stream has not moved: nothing to read (a long-poll's wake-ups skip two queries)
     events, by_room = handler.sync_sections(user_id, after, now.account_data, joined_room_ids, sync_filter)
     body["account_data"]["events"] = events
     join = body["rooms"]["join"]
@@ -133,7 +165,8 @@ def _add_ephemeral(body, typing, receipts, user_id, since, now, full_state, join
         for room_id, event in typing.sync_events(None if initial else since.typing, joined_room_ids,
                                                  sync_filter).items():
             by_room.setdefault(room_id, []).append(event)
-    if receipts is not None:
+    # Read only when the receipts stream moved: a wake-up for a message skips the query.
+    if receipts is not None and (initial or since.receipt < now.receipt):
         after = None if initial else min(since.receipt, now.receipt)
         for room_id, event in receipts.sync_events(user_id, after, now.receipt, joined_room_ids,
                                                    sync_filter).items():

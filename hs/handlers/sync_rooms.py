@@ -11,8 +11,9 @@ Cost: a fixed number of batched queries for all rooms together, plus one state-g
 room whose state is sent (cached; groups are immutable). Never a query per event.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from hs.caches import LruCache, SingleFlight
 from hs.events.client_format import stripped_state_event
 from hs.handlers.room_reads import RoomAccess, pagination_token
 from hs.storage.events import StoredEvent
@@ -52,19 +53,51 @@ class _Room:
     summary: dict | None = None
 
 
+class MembershipChanges:
+    """Where each user's membership last changed, for the member events this process persisted
+    after `start` (its events position when it began following): lets an incremental sync reuse
+    a user's membership rows while none changed. One int per user whose membership changed."""
+
+    def __init__(self, start: int):
+        self.start = start
+        self._last: dict[str, int] = {}
+
+    def on_persisted(self, stream_ordering: int, room_id: str, event) -> None:
+        """An EventCreationHandler persisted listener: runs before the stream can pass the event,
+        so a reader whose `now` includes the change finds it recorded."""
+        if event.type == MEMBER and event.state_key:
+            self.record(event.state_key, stream_ordering)
+
+    def record(self, user_id: str, stream_ordering: int) -> None:
+        """A member event about `user_id` at `stream_ordering` (on a worker: from the events stream)."""
+        self._last[user_id] = max(stream_ordering, self._last.get(user_id, 0))
+
+    def unchanged_after(self, user_id: str, position: int) -> bool:
+        """Whether none of the user's memberships changed after `position` (False when this
+        process cannot know: before `start`)."""
+        return position >= self.start and self._last.get(user_id, self.start) <= position
+
+
 class RoomSync:
     def __init__(self, store, events, state, reads):
         self.store = store
         self.events = events
         self.state = state
         self.reads = reads
+        # Set by the composition root of a process that sees every member event (the master as it
+        # persists them, a worker from the events stream); without it every sync reads them.
+        self.membership_changes: MembershipChanges | None = None
+        self._memberships = LruCache("sync_memberships", 20_000,
+                                     invalidated_by="a member event about the user: rows are reused only while "
+                                                    "membership_changes shows none after they were read")
+        self._timeline_reads = SingleFlight()
 
     def build(self, requester, since: int | None, now: int, full_state: bool, sync_filter) -> tuple[dict, list]:
         """({"join": ..., "invite": ..., "leave": ..., "knock": ...}, IDs of the joined rooms the
         filter lets through: a parked request listens on those)."""
         user_id = requester.user_id
         room_filter = sync_filter.room
-        rows = [r for r in self.store.get_memberships(user_id, now, since) if room_filter.includes_room(r.room_id)]
+        rows = [r for r in self._get_memberships(user_id, now, since) if room_filter.includes_room(r.room_id)]
         joined_ids, rooms, invites, knocks = [], [], [], []
         for row in rows:
             changed = since is None or row.stream_ordering > since
@@ -100,6 +133,20 @@ class RoomSync:
         body["knock"] = self._stripped_rooms(knocks, user_id, "knock_state")
         return body, joined_ids
 
+    def _get_memberships(self, user_id: str, now: int, since: int | None) -> list:
+        """The store's get_memberships, without a query when the user's memberships did not change
+        after the rows last read for them nor after `since` (a long-poll woken by a message: the
+        rows are those of `since`, and of `now`)."""
+        changes = self.membership_changes
+        if changes is None:
+            return self.store.get_memberships(user_id, now, since)
+        cached = self._memberships.get(user_id) if since is not None else None
+        if cached is not None and changes.unchanged_after(user_id, min(cached[0], since)):
+            return [replace(row, membership_at_since=row.membership) for row in cached[1]]
+        rows = self.store.get_memberships(user_id, now, since)
+        self._memberships.put(user_id, (now, rows))
+        return rows
+
     # --- timelines -------------------------------------------------------------------------------
 
     def _load_timelines(self, rooms: list[_Room], user_id: str, sync_filter) -> None:
@@ -107,9 +154,18 @@ class RoomSync:
         limit = timeline_filter.limit_or(default=TIMELINE_DEFAULT_LIMIT, maximum=TIMELINE_MAX_LIMIT)
         ranges = [(r.room_id, r.after, r.upto) for r in rooms
                   if r.after < r.upto and timeline_filter.includes_room(r.room_id)]
-        # One more than the limit: whether there was more tells `limited`.
-        ids = self.store.get_timeline_event_ids(ranges, limit + 1, timeline_filter)
-        loaded = self.events.get_events([e for room_ids in ids.values() for e in room_ids])
+
+        def read():
+            # One more than the limit: whether there was more tells `limited`.
+            ids = self.store.get_timeline_event_ids(ranges, limit + 1, timeline_filter)
+            return ids, self.events.get_events([e for room_ids in ids.values() for e in room_ids])
+
+        # The members a message wakes ask for the same range together: one of them reads it.
+        # (Not with a filter of types or senders: that is one user's, and rarely shared.)
+        if _restricts(timeline_filter):
+            ids, loaded = read()
+        else:
+            ids, loaded = self._timeline_reads.run((tuple(ranges), limit), read)
         newest = {r.room_id: [loaded[e] for e in ids.get(r.room_id, ()) if e in loaded] for r in rooms}
         # The visibility rules, in one batch per kind of reader, for the events not known to be
         # visible: those up to the user's latest membership event (history before they joined,

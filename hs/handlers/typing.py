@@ -1,10 +1,16 @@
 """Typing notifications (PUT /rooms/{roomId}/typing/{userId}) and their part of /sync: an
 m.typing event in each joined room's `ephemeral`.
 
-Kept in memory on the master, as Synapse does: typing is short-lived, and typing state (and the
-typing stream's positions) reset when the master restarts. A position handed out before a
-restart may then be ahead of the counter; it reads as now.
+Kept in memory on the master, as Synapse does: typing is short-lived, and typing state resets
+when the master restarts. Positions start from the clock at start-up (milliseconds), so they
+keep growing across restarts: a token handed out before a restart is below every later change,
+and a client holding one still sees the typing that starts after it.
+
+Workers keep a copy, replaced room by room from the replicated `typing` stream (`apply_rows`);
+the master sends its whole state to a worker on every connect (see docs/replication.md).
 """
+
+import time
 
 import gevent
 
@@ -15,17 +21,39 @@ DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
 
 
+class TypingPosition:
+    """The master's typing stream position: a counter, started from the clock."""
+
+    def __init__(self):
+        self._token = int(time.time() * 1000)
+        self._listeners = []
+
+    def get_current_token(self) -> int:
+        return self._token
+
+    def add_listener(self, callback) -> None:
+        self._listeners.append(callback)
+
+    def next(self) -> int:
+        self._token += 1
+        for listener in self._listeners:
+            listener(self._token)
+        return self._token
+
+
 class TypingHandler:
-    def __init__(self, rooms, notifier):
+    """`position`: a TypingPosition on the master, a ReplicatedPosition on a worker."""
+
+    def __init__(self, rooms, notifier, position=None):
         self.rooms = rooms
         self.notifier = notifier
-        self._position = 0
+        self.position = position if position is not None else TypingPosition()
         self._typing: dict[str, set[str]] = {}  # room_id -> the users typing there
         self._changed_at: dict[str, int] = {}  # room_id -> typing position of its latest change
         self._timers: dict[tuple[str, str], gevent.Greenlet] = {}
 
     def get_current_token(self) -> int:
-        return self._position
+        return self.position.get_current_token()
 
     def set_typing(self, requester, room_id: str, user_id: str, typing: bool, timeout_ms) -> None:
         if requester.user_id != user_id:
@@ -66,9 +94,38 @@ class TypingHandler:
         self._changed(room_id)
 
     def _changed(self, room_id: str) -> None:
-        self._position += 1
-        self._changed_at[room_id] = self._position
+        self._changed_at[room_id] = self.position.next()
         self.notifier.notify(rooms=[room_id])
+
+    # --- replication -----------------------------------------------------------------------------
+
+    def get_rows(self, from_id: int, upto_id: int, limit: int | None) -> list[tuple[int, dict]]:
+        """The rooms whose typers changed in (from_id, upto_id], each with all its current typers."""
+        rows = sorted((at, room_id) for room_id, at in self._changed_at.items() if from_id < at <= upto_id)
+        if limit is not None:
+            rows = rows[:limit]
+        return [(at, {"room_id": room_id, "user_ids": sorted(self._typing.get(room_id, ()))}) for at, room_id in rows]
+
+    def apply_rows(self, token: int, rows: list[dict]) -> None:
+        """On a worker: the master's typers for these rooms as of `token` replace ours."""
+        for row in rows:
+            room_id = row["room_id"]
+            if row["user_ids"]:
+                self._typing[room_id] = set(row["user_ids"])
+            else:
+                self._typing.pop(room_id, None)
+            self._changed_at[room_id] = token
+        self.notifier.notify(rooms=[row["room_id"] for row in rows])
+
+    def forget_all(self) -> None:
+        """On a worker, when the master restarted: its typers are gone. Rooms that had typers
+        show as changed (to nobody) just past our position: the new master's positions start
+        from its clock, above it."""
+        rooms = list(self._typing)
+        self._typing.clear()
+        for room_id in rooms:
+            self._changed_at[room_id] = self.get_current_token() + 1
+        self.notifier.notify(rooms=rooms)
 
     # --- /sync -----------------------------------------------------------------------------------
 
@@ -79,7 +136,7 @@ class TypingHandler:
         if ephemeral.blocks_all():
             return {}
         if since is not None:
-            since = min(since, self._position)
+            since = min(since, self.get_current_token())
         result = {}
         for room_id in room_ids:
             if since is None:

@@ -62,6 +62,14 @@ class AccountDataStore:
             return cur.rowcount > 0
         return self.db.run_txn("remove_tag", txn)
 
+    def get_stream_rows(self, from_id: int, upto_id: int, limit: int | None) -> list[tuple[int, dict]]:
+        """For replication: (stream_id, {"user_id"}) of the rows written in (from_id, upto_id]. A
+        row rewritten since shows once, at its latest id."""
+        rows = self.db.execute("get_account_data_stream_rows",
+                               "SELECT stream_id, user_id FROM account_data WHERE stream_id > %s AND stream_id <= %s"
+                               " ORDER BY stream_id LIMIT %s", (from_id, upto_id, limit))
+        return [(r[0], {"user_id": r[1]}) for r in rows]
+
     def get_changes(self, user_id: str, since: int | None, upto: int,
                     room_ids: list[str] | None = None) -> list[tuple[str, str, dict, int]]:
         """(room_id, type, content, stream_id) of the user's rows written in (since, upto]

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import gevent
 import psycopg2.errors
 
+from hs import metrics
 from hs.storage.pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ _RETRYABLE = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDete
 class Database:
     def __init__(self, dsn: str, max_connections: int = 10):
         self._pool = ConnectionPool(dsn, max_size=max_connections)
+        metrics.register_pool(self._pool)
 
     def run_txn(self, desc: str, func: Callable[..., R], *args: Any,
                 _isolation: str = "read committed", **kwargs: Any) -> R:
@@ -54,6 +56,7 @@ class Database:
                 gevent.sleep(random.uniform(0, _BACKOFF_BASE * 2 ** attempt))
                 continue
             duration = time.monotonic() - start
+            metrics.observe_txn(desc, duration)
             if duration > SLOW_TXN_SECONDS:
                 logger.warning("slow txn %s: %.3f s (%d attempts)", desc, duration, attempt)
             return result

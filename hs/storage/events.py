@@ -225,6 +225,15 @@ class EventStore:
         found = self.get_events([row[0] for row in rows])
         return [found[row[0]] for row in rows if row[0] in found]
 
+    def get_stream_rows(self, from_id: int, upto_id: int, limit: int | None) -> list[tuple[int, dict]]:
+        """The events stream for replication: (stream_ordering, {"event_id", "room_id", "type",
+        "state_key"}) in (from_id, upto_id], in order, at most `limit`."""
+        rows = self.db.execute("get_event_stream_rows",
+                               "SELECT stream_ordering, event_id, room_id, type, state_key FROM events"
+                               " WHERE stream_ordering > %s AND stream_ordering <= %s ORDER BY stream_ordering LIMIT %s",
+                               (from_id, upto_id, limit))
+        return [(r[0], {"event_id": r[1], "room_id": r[2], "type": r[3], "state_key": r[4]}) for r in rows]
+
     def get_position(self, event_id: str) -> tuple[int, int] | None:
         rows = self.db.execute("event_position",
                                "SELECT topological_ordering, stream_ordering FROM events WHERE event_id = %s",

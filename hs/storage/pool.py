@@ -68,6 +68,14 @@ class ConnectionPool:
         finally:
             self._checkin(conn)
 
+    @property
+    def max_size(self) -> int:
+        return self._max_size
+
+    def in_use(self) -> int:
+        """Connections checked out now (including ones being opened)."""
+        return self._max_size - self._slots.qsize()
+
     def close(self) -> None:
         """Close the idle connections now and each checked-out one when it comes back."""
         self._check_pid()

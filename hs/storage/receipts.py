@@ -26,6 +26,14 @@ class ReceiptStore:
             return cur.rowcount > 0
         return self.db.run_txn("put_receipt", txn)
 
+    def get_stream_rows(self, from_id: int, upto_id: int, limit: int | None) -> list[tuple[int, dict]]:
+        """For replication: (stream_id, {"room_id", "user_id"}) of the receipts written in
+        (from_id, upto_id]. A receipt moved on since shows once, at its latest id."""
+        rows = self.db.execute("get_receipt_stream_rows",
+                               "SELECT stream_id, room_id, user_id FROM receipts WHERE stream_id > %s AND stream_id <= %s"
+                               " ORDER BY stream_id LIMIT %s", (from_id, upto_id, limit))
+        return [(r[0], {"room_id": r[1], "user_id": r[2]}) for r in rows]
+
     def get_changes(self, room_ids: list[str], since: int | None, upto: int, reader: str,
                     receipt_types: tuple[str, ...]) -> list[tuple]:
         """(room_id, receipt_type, user_id, thread_id, event_id, data) of the rows of these

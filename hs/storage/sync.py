@@ -5,8 +5,16 @@ stream's persisted-upto token, so a row committed after that position is left fo
 
 from dataclasses import dataclass
 
+from hs.caches import LruCache, SingleFlight
 from hs.filtering import wildcard_to_like
 from hs.storage.database import Database
+
+# What a range of a room's events holds never changes once the range ends at or below the
+# persisted-upto position (every read here is bounded so): nothing commits below it later, and
+# events are not deleted (no purge yet). So these caches need no invalidation. They are what
+# makes a message's fan-out cheap: every member parked on /sync wakes with the same `since` and
+# `now`, and the first of them to run reads the room for all.
+_IMMUTABLE = "nothing: events at or below the events stream's persisted-upto position never change"
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,9 @@ class MembershipRow:
 class SyncStore:
     def __init__(self, db: Database):
         self.db = db
+        self._timeline_cache = LruCache("sync_timeline", 20_000, invalidated_by=_IMMUTABLE)
+        self._has_events_cache = LruCache("sync_rooms_with_events", 50_000, invalidated_by=_IMMUTABLE)
+        self._has_events_reads = SingleFlight()
 
     def get_memberships(self, user_id: str, upto: int, since: int | None) -> list[MembershipRow]:
         """The user's latest membership in every room they have one in, as of `upto`; with
@@ -60,6 +71,12 @@ class SyncStore:
         if not ranges:
             return {}
         clauses, args = _filter_clauses(event_filter)
+        # Only unfiltered reads are cached: a filter is a user's own, and rarely shared.
+        cached = {} if clauses else {r: self._timeline_cache.get((*r, limit)) for r in ranges}
+        result = {r[0]: ids for r, ids in cached.items() if ids}
+        ranges = [r for r in ranges if cached.get(r) is None]
+        if not ranges:
+            return result
         rows = self.db.execute(
             "sync_timeline",
             "SELECT r.room_id, e.event_id"
@@ -70,9 +87,13 @@ class SyncStore:
             "  ORDER BY e.stream_ordering DESC LIMIT %s) e"
             " ORDER BY r.room_id, e.stream_ordering DESC",
             ([r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges], *args, limit))
-        result: dict[str, list[str]] = {}
+        read: dict[str, list[str]] = {}
         for room_id, event_id in rows:
-            result.setdefault(room_id, []).append(event_id)
+            read.setdefault(room_id, []).append(event_id)
+        if not clauses:
+            for room_id, after, upto in ranges:
+                self._timeline_cache.put((room_id, after, upto, limit), read.get(room_id, []))
+        result.update(read)
         return result
 
     def get_last_events(self, positions: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, int, int]]:
@@ -97,17 +118,29 @@ class SyncStore:
         and only state events with `state_only`. One index range scan per room."""
         if not room_ids:
             return set()
+        key = (after, upto, event_type, state_only)
+        cached = {room_id: self._has_events_cache.get((room_id, *key)) for room_id in room_ids}
+        found = {room_id for room_id, has in cached.items() if has}
+        room_ids = [room_id for room_id, has in cached.items() if has is None]
+        if not room_ids:
+            return found
         clauses, args = "", []
         if event_type is not None:
             clauses += " AND type = %s"
             args.append(event_type)
         if state_only:
             clauses += " AND state_key IS NOT NULL"
-        rows = self.db.execute(
-            "sync_rooms_with_events",
-            "SELECT DISTINCT room_id FROM events WHERE room_id = ANY(%s) AND stream_ordering > %s"
-            f" AND stream_ordering <= %s{clauses}", (list(room_ids), after, upto, *args))
-        return {row[0] for row in rows}
+
+        def read() -> set[str]:
+            rows = self.db.execute(
+                "sync_rooms_with_events",
+                "SELECT DISTINCT room_id FROM events WHERE room_id = ANY(%s) AND stream_ordering > %s"
+                f" AND stream_ordering <= %s{clauses}", (room_ids, after, upto, *args))
+            with_events = {row[0] for row in rows}
+            for room_id in room_ids:
+                self._has_events_cache.put((room_id, *key), room_id in with_events)
+            return with_events
+        return found | self._has_events_reads.run((tuple(room_ids), *key), read)
 
     def get_member_counts(self, room_ids: list[str]) -> dict[str, tuple[int, int]]:
         """room ID -> (joined, invited) member counts, as of now (kept by a trigger)."""

@@ -91,7 +91,7 @@ def test_initial_sync_matches_the_spec_and_holds_the_joined_room(homeserver):
     assert room["ephemeral"] == {"events": []} and room["account_data"] == {"events": []}
     assert room["summary"] == {"m.joined_member_count": 1, "m.invited_member_count": 0}
     assert body["rooms"]["invite"] == {} and body["rooms"]["leave"] == {} and body["rooms"]["knock"] == {}
-    assert body["presence"] == {"events": []} and body["account_data"] == {"events": []}
+    assert [e["type"] for e in body["account_data"]["events"]] == ["m.push_rules"]
     assert body["to_device"] == {"events": []}
     assert body["device_lists"] == {"changed": [], "left": []}
     assert body["device_one_time_keys_count"] == {} and body["device_unused_fallback_key_types"] == []

@@ -272,13 +272,6 @@ def test_start_with_an_invalid_config_exits_non_zero_with_the_config_error(synct
     assert synctl.pids == set()  # nothing was started
 
 
-@pytest.mark.parametrize("args", [["-a", "workers", "start"], ["-w", "workers/reader.yaml", "restart"]])
-def test_worker_options_say_workers_are_not_implemented_and_exit_2(synctl, args):
-    done = synctl.run(*args)
-    assert done.returncode == 2
-    assert done.stdout == "Workers are not implemented yet: synctl -a and -w arrive with worker support.\n"
-
-
 def test_start_refuses_a_port_another_process_listens_on(synctl):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

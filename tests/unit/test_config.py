@@ -284,6 +284,17 @@ def test_a_null_token_lifetime_means_no_expiry_and_other_null_durations_the_defa
     assert config.ui_auth_session_lifetime_ms == 15 * 60_000
 
 
+def test_presence_timeouts_default_to_synapses_and_can_be_shortened(tmp_path):
+    config = load(tmp_path, MINIMAL)
+    assert (config.presence_idle_timeout_ms, config.presence_sync_online_timeout_ms) == (300_000, 30_000)
+    config = load(tmp_path, {**MINIMAL, "presence": {"enabled": False, "idle_timeout": "2s",
+                                                     "sync_online_timeout": 500}})
+    assert config.presence_enabled is False
+    assert (config.presence_idle_timeout_ms, config.presence_sync_online_timeout_ms) == (2000, 500)
+    assert "presence.idle_timeout: expected a duration" in refusal(tmp_path, {**MINIMAL,
+                                                                              "presence": {"idle_timeout": "soon"}})
+
+
 def test_rate_limit_sections_are_read_and_missing_fields_default(tmp_path):
     config = load(tmp_path, {**MINIMAL, "rc_message": {"per_second": 2, "burst_count": 20},
                              "rc_registration": {"burst_count": 1},

@@ -1,0 +1,259 @@
+"""`synctl -a DIR` / `-w FILE` / `status` over real processes: the master (embedded PostgreSQL), a
+synchrotron and a client_reader, each its own gunicorn arbiter, as docs/workers.md sets them up.
+
+Every pid synctl starts is recorded (from the pid files, with the arbiters' children and the
+postmaster) and stopped in the fixture's teardown whatever the test did: `synctl -a DIR stop`
+first, then SIGKILL for any recorded process still alive whose command line names the test's
+directory (tests/smoke/test_synctl.py's Synctl does that part).
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.harness import Client, free_port
+from tests.smoke.test_synctl import Running, Synctl, _children, _cmdline, assert_exited
+
+
+class Cluster:
+    """A main homeserver.yaml with replication listeners, and a directory of worker files."""
+
+    def __init__(self, synctl: Synctl):
+        self.synctl = synctl
+        self.main = synctl.generate()
+        with open(self.main, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+        self.replication_port, self.internal_port = free_port(), free_port()
+        config["listeners"] += [
+            {"port": self.replication_port, "type": "replication", "bind_addresses": ["127.0.0.1"]},
+            {"port": self.internal_port, "type": "http", "bind_addresses": ["127.0.0.1"],
+             "resources": [{"names": ["replication"]}]},
+        ]
+        config["rc_registration"] = {"per_second": 100, "burst_count": 100}
+        with open(self.main, "w", encoding="utf-8") as f:
+            yaml.safe_dump(config, f)
+        self.master_url = f"http://127.0.0.1:{config['listeners'][0]['port']}"
+        self.dir = os.path.join(os.path.dirname(self.main), "workers")
+        os.makedirs(self.dir)
+        self.ports: dict[str, int] = {}
+
+    def add_worker(self, name: str, app: str, **extra) -> str:
+        self.ports[name] = free_port()
+        data = {"worker_app": app, "worker_replication_port": self.replication_port,
+                "worker_replication_http_port": self.internal_port,
+                "worker_pid_file": f"{name}.pid", "worker_log_file": f"{name}.log",
+                "worker_listeners": [{"type": "http", "port": self.ports[name], "bind_addresses": ["127.0.0.1"],
+                                      "x_forwarded": True, "resources": [{"names": ["client"]}]}]}
+        data.update(extra)
+        path = os.path.join(self.dir, f"{name}.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f)
+        return path
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def worker_pid(self, name: str) -> int | None:
+        try:
+            with open(os.path.join(self.dir, f"{name}.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def record(self) -> dict[str, int]:
+        """Every arbiter now running (by pid file), recorded with its children for the teardown."""
+        arbiters = {name: self.worker_pid(name) for name in self.ports}
+        arbiters["master"] = self.synctl.processes(self.main).get("arbiter")
+        for pid in arbiters.values():
+            if pid:
+                self.synctl.pids.update([pid, *_children(pid)])
+        return arbiters
+
+    def run(self, *args, timeout=200):
+        done = self.synctl.run(*args, timeout=timeout)
+        self.record()
+        return done
+
+
+@pytest.fixture
+def cluster():
+    synctl = Synctl()
+    c = None
+    try:
+        c = Cluster(synctl)
+        yield c
+    finally:
+        if c is not None:
+            try:
+                synctl.run("-a", c.dir, "stop", c.main, timeout=120)
+            except Exception:  # the teardown's SIGKILL of recorded pids still runs
+                pass
+        synctl.cleanup()
+
+
+def test_synctl_a_starts_master_and_workers_reports_status_restarts_one_and_stops_all(cluster):
+    cluster.add_worker("client_reader1", "synapse.app.client_reader")
+    cluster.add_worker("synchrotron1", "apps.synchrotron")
+    with open(os.path.join(cluster.dir, "0master.yaml"), "w") as f:
+        f.write("worker_app: synapse.app.homeserver\n")
+
+    started = cluster.run("-a", cluster.dir, "start", cluster.main)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pids = cluster.record()
+    assert started.stdout.splitlines() == [
+        f"The homeserver is running (pid {pids['master']}) at {cluster.master_url}",
+        f"Client_reader worker client_reader1 is running (pid {pids['client_reader1']}) at "
+        f"{cluster.url('client_reader1')}",
+        f"Synchrotron worker synchrotron1 is running (pid {pids['synchrotron1']}) at {cluster.url('synchrotron1')}",
+    ]
+    for name in ("client_reader1", "synchrotron1"):
+        argv = _cmdline(pids[name])
+        assert f"apps.{name[:-1]}:app" in argv and "--worker-connections 10000" in argv
+        assert len(_children(pids[name])) == 1
+
+    # The processes serve together: an account made on the master syncs on the synchrotron.
+    alice = Client(Running(cluster.master_url)).register("alice")
+    synced = requests.get(cluster.url("synchrotron1") + "/_matrix/client/v3/sync", timeout=30,
+                          headers={"Authorization": f"Bearer {alice.access_token}"})
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["next_batch"]
+    versions = requests.get(cluster.url("client_reader1") + "/_matrix/client/versions", timeout=5)
+    assert versions.status_code == 200
+    assert versions.json() == requests.get(cluster.master_url + "/_matrix/client/versions", timeout=5).json()
+
+    status = cluster.run("-a", cluster.dir, "status", cluster.main)
+    assert status.returncode == 0, status.stdout + status.stderr
+    lines = status.stdout.splitlines()
+    assert len(lines) == 3
+    assert re.fullmatch(rf"the homeserver: running \(pid {pids['master']}\); streams: (\w+ \d+(, )?)+", lines[0])
+    for line, name in zip(lines[1:], ("client_reader worker client_reader1", "synchrotron worker synchrotron1"),
+                          strict=True):
+        pid = pids[name.rsplit(" ", 1)[1]]
+        assert re.fullmatch(rf"{name}: running \(pid {pid}\); replication lag: (\w+ \d+(, )?)+", line), line
+        assert re.search(r"\bevents \d+", line), line
+
+    restarted = cluster.run("-w", os.path.join(cluster.dir, "synchrotron1.yaml"), "restart", cluster.main)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    after = cluster.record()
+    assert restarted.stdout.splitlines() == [
+        f"Stopping synchrotron worker synchrotron1 (pid {pids['synchrotron1']})...",
+        "Stopped.",
+        f"Synchrotron worker synchrotron1 is running (pid {after['synchrotron1']}) at {cluster.url('synchrotron1')}",
+    ]
+    assert_exited(pids["synchrotron1"])
+    assert after["master"] == pids["master"] and after["client_reader1"] == pids["client_reader1"]
+    synced = requests.get(cluster.url("synchrotron1") + "/_matrix/client/v3/sync", timeout=30,
+                          headers={"Authorization": f"Bearer {alice.access_token}"})
+    assert synced.status_code == 200, synced.text
+
+    everything = [pid for p in after.values() for pid in (p, *_children(p))]
+    postmaster = cluster.synctl.processes(cluster.main)["postmaster"]
+    stopped = cluster.run("-a", cluster.dir, "stop", cluster.main)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert stopped.stdout.splitlines() == [
+        f"Stopping synchrotron worker synchrotron1 (pid {after['synchrotron1']})...",
+        f"Stopping client_reader worker client_reader1 (pid {after['client_reader1']})...",
+        f"Stopping the homeserver (pid {after['master']})...",
+        "Stopped.",
+    ]
+    for pid in (*everything, postmaster):
+        assert_exited(pid)
+    for name in ("client_reader1", "synchrotron1"):
+        assert not os.path.exists(os.path.join(cluster.dir, f"{name}.pid"))
+
+    down = cluster.run("-a", cluster.dir, "status", cluster.main)
+    assert down.returncode == 1
+    assert down.stdout.splitlines() == ["the homeserver: not running", "client_reader worker client_reader1: not running",
+                                        "synchrotron worker synchrotron1: not running"]
+
+
+def test_a_worker_whose_duty_the_master_holds_is_not_started(cluster):
+    path = cluster.add_worker("pusher1", "apps.pusher")
+    done = cluster.run("-w", path, "start", cluster.main)
+    assert done.returncode == 1
+    assert done.stdout == (
+        f"Config error: {path}: a pusher worker cannot run while the master still does its work (start_pushers "
+        f"is true, the default): set start_pushers: false in {cluster.main}, restart the master, then start this "
+        "worker\n")
+    assert cluster.worker_pid("pusher1") is None and cluster.synctl.pids == set()
+
+
+def test_a_worker_without_a_pid_file_cannot_be_run_by_synctl(cluster):
+    path = cluster.add_worker("sync1", "apps.synchrotron", worker_pid_file=None)
+    done = cluster.run("-a", cluster.dir, "start", cluster.main)
+    assert done.returncode == 1
+    assert done.stdout == (f"Config error: {path}: worker_pid_file: this key is required to run the worker "
+                           "with synctl\n")
+    assert cluster.synctl.pids == set()  # checked before the master starts
+
+
+def test_a_and_w_together_are_refused(cluster):
+    path = cluster.add_worker("sync1", "apps.synchrotron")
+    done = cluster.run("-a", cluster.dir, "-w", path, "start", cluster.main)
+    assert done.returncode == 2
+    assert "-a and -w do not go together" in done.stderr
+    assert cluster.synctl.pids == set()
+
+
+def test_a_missing_worker_directory_is_named_and_nothing_is_generated_or_started():
+    synctl = Synctl()
+    try:
+        done = synctl.run("-a", "workers", "start")
+        assert done.returncode == 1
+        assert done.stdout == "Config error: workers: no such directory of worker configs\n"
+        assert os.listdir(synctl.dir) == []
+    finally:
+        synctl.cleanup()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"),
+                    reason="HAProxy is not installed (apt-get install haproxy); CI installs it")
+def test_haproxy_from_synctl_serves_the_workers_and_sends_sync_only_to_synchrotrons(cluster):
+    cluster.add_worker("synchrotron1", "apps.synchrotron")
+    cluster.add_worker("client_reader1", "apps.client_reader")
+    started = cluster.run("-a", cluster.dir, "start", cluster.main)
+    assert started.returncode == 0, started.stdout + started.stderr
+    port = free_port()
+    generated = cluster.synctl.run("haproxy-config", "-a", cluster.dir, "--bind", f"127.0.0.1:{port}", cluster.main)
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    cfg = os.path.join(cluster.synctl.dir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(generated.stdout)
+    haproxy = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if requests.get(base + "/_matrix/client/versions", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and haproxy.poll() is None, "HAProxy did not serve"
+            time.sleep(0.2)
+        alice = Client(Running(base)).register("alice")
+        room = alice.post("/createRoom", json={}).json()["room_id"]
+        # The synchrotron learns of the room over replication, a moment after the master answered.
+        deadline = time.monotonic() + 10
+        while True:
+            synced = alice.get("/sync")
+            assert synced.status_code == 200, synced.text
+            if room in synced.json()["rooms"]["join"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert room in synced.json()["rooms"]["join"]
+
+        # With the synchrotron down, /sync has nowhere to go while the master keeps serving writes.
+        stopped = cluster.run("-w", os.path.join(cluster.dir, "synchrotron1.yaml"), "stop", cluster.main)
+        assert stopped.returncode == 0, stopped.stdout
+        assert alice.get("/sync").status_code == 503
+        assert alice.post("/createRoom", json={}).status_code == 200
+    finally:
+        haproxy.terminate()
+        haproxy.wait(10)
