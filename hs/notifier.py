@@ -62,24 +62,24 @@ class Notifier:
         return sum(len(w) for w in self._by_user.values())
 
 
-class RoomEventNotifier:
-    """Tells the notifier about room events only once the events stream's persisted-upto
-    position has passed them: a woken request must find the event when it reads, and an event
-    committed behind an unfinished lower id is not readable yet."""
+class StreamWriteNotifier:
+    """Tells the notifier about a stream's writes (on the master, the writer) only once the
+    stream's position has passed them: a woken request must find the write when it reads, and a
+    write committed behind an unfinished lower id is not readable yet."""
 
-    def __init__(self, notifier: Notifier, event_stream):
+    def __init__(self, notifier: Notifier, stream):
         self.notifier = notifier
-        self._pending: list[tuple[int, str, tuple]] = []  # (stream_ordering, room_id, users)
-        event_stream.add_listener(self._on_advance)
+        self._pending: list[tuple[int, tuple, tuple]] = []  # (stream id, users, rooms)
+        stream.add_listener(self._on_advance)
 
-    def event_persisted(self, stream_ordering: int, room_id: str, users=()) -> None:
+    def written(self, stream_id: int, *, users=(), rooms=()) -> None:
         """Called inside the id's allocation block, before the stream can advance past it."""
-        self._pending.append((stream_ordering, room_id, tuple(users)))
+        self._pending.append((stream_id, tuple(users), tuple(rooms)))
 
     def _on_advance(self, token: int) -> None:
         ready = [p for p in self._pending if p[0] <= token]
         if not ready:
             return
         self._pending = [p for p in self._pending if p[0] > token]
-        self.notifier.notify(users={u for _, _, users in ready for u in users},
-                             rooms={room_id for _, room_id, _ in ready})
+        self.notifier.notify(users={u for _, users, _ in ready for u in users},
+                             rooms={r for _, _, rooms in ready for r in rooms})

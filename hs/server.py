@@ -16,7 +16,7 @@ from hs.events.signing import (
     write_signing_keys,
 )
 from hs.handlers.account import AccountHandler
-from hs.handlers.account_data import AccountDataHandler, AccountDataNotifier
+from hs.handlers.account_data import AccountDataHandler
 from hs.handlers.admin_register import AdminRegistrationHandler
 from hs.handlers.admin_tokens import RegistrationTokenAdminHandler
 from hs.handlers.auth import AuthHandler, PasswordHasher
@@ -40,7 +40,7 @@ from hs.handlers.sync import SyncHandler, event_persisted_listener
 from hs.handlers.sync_rooms import MembershipChanges, RoomSync
 from hs.handlers.uia import UiaHandler
 from hs.handlers.user_directory import UserDirectoryHandler
-from hs.notifier import Notifier, RoomEventNotifier
+from hs.notifier import Notifier, StreamWriteNotifier
 from hs.ratelimit import RateLimiter
 from hs.storage.account_data import AccountDataStore
 from hs.storage.accounts import AccountStore
@@ -170,7 +170,7 @@ class HomeServer:
 
         self.notifier = Notifier()
         metrics.register_notifier(self.notifier)
-        self.room_event_notifier = RoomEventNotifier(self.notifier, self.event_stream)
+        self.room_event_notifier = StreamWriteNotifier(self.notifier, self.event_stream)
         self.streams = Streams(self.event_stream)
         # A member event also wakes the user it is about: an invitee or a joiner on another
         # device is not yet among the room's waiters.
@@ -189,11 +189,11 @@ class HomeServer:
         self.account_data_stream = self._position("account_data", "account_data", "stream_id")
         self.streams.account_data_stream = self.account_data_stream
         self.account_data = AccountDataHandler(self.account_data_store, self.account_data_stream,
-                                               AccountDataNotifier(self.notifier, self.account_data_stream))
+                                               StreamWriteNotifier(self.notifier, self.account_data_stream))
         self.sync.account_data = self.account_data
 
         # Typing (in memory on the master) and receipts: /sync's ephemeral events.
-        from hs.handlers.receipts import ReceiptHandler, StreamNotifier
+        from hs.handlers.receipts import ReceiptHandler
         from hs.handlers.typing import TypingHandler, TypingPosition
         from hs.storage.receipts import ReceiptStore
         self.typing = TypingHandler(self.rooms, self.notifier,
@@ -203,7 +203,7 @@ class HomeServer:
         self.receipt_stream = self._position("receipts", "receipts", "stream_id")
         self.streams.receipt_stream = self.receipt_stream
         self.receipts = ReceiptHandler(self.receipt_store, self.receipt_stream,
-                                       StreamNotifier(self.notifier, self.receipt_stream), self.rooms, self.events,
+                                       StreamWriteNotifier(self.notifier, self.receipt_stream), self.rooms, self.events,
                                        self.room_reads, self.account_data)
         self.sync.typing = self.typing
         self.sync.receipts = self.receipts
@@ -234,6 +234,7 @@ class HomeServer:
         self.pushers = PusherWriter(self.pusher_store, self.pusher_stream)
         self.sessions.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
         self.device_handler.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
+        self.account.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
 
         # Send-to-device: each device's inbox, read (and acknowledged) by its /sync.
         from hs.handlers.to_device import DeviceInbox, SendToDeviceHandler
@@ -241,11 +242,9 @@ class HomeServer:
         self.to_device_store = ToDeviceStore(db)
         self.to_device_stream = self._position("to_device", "device_inbox", "stream_id", extra_tables=STREAM_TABLES)
         self.streams.to_device_stream = self.to_device_stream
-        # AccountDataNotifier wakes users once a stream passes their write: exactly what a
-        # recipient of a to-device message needs too.
         self.send_to_device = SendToDeviceHandler(config.server_name, self.to_device_store, self.devices,
                                                   self.to_device_stream,
-                                                  AccountDataNotifier(self.notifier, self.to_device_stream))
+                                                  StreamWriteNotifier(self.notifier, self.to_device_stream))
         self.sync.to_device = DeviceInbox(self.to_device_store)
 
         # The deprecated /events and /initialSync, built from what /sync reads.
@@ -263,7 +262,7 @@ class HomeServer:
         self.streams.push_rules_stream = self.push_rules_stream
         self.push_rules_reader = PushRulesReader(self.push_rule_store)
         self.push_rules = PushRulesHandler(self.push_rules_reader, self.push_rule_store, self.push_rules_stream,
-                                           AccountDataNotifier(self.notifier, self.push_rules_stream))
+                                           StreamWriteNotifier(self.notifier, self.push_rules_stream))
         self.sync.push_rules = self.push_rules_reader
 
         # Push actions: every event's push rules run once per local member before it is persisted,

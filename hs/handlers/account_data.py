@@ -22,29 +22,8 @@ from hs.storage.account_data import TAG_TYPE
 SERVER_CONTROLLED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
 
 
-class AccountDataNotifier:
-    """Wakes the user's parked syncs once the account data stream's current position has
-    passed their write (a write behind an unfinished lower id is not readable yet)."""
-
-    def __init__(self, notifier, stream):
-        self.notifier = notifier
-        self._pending: list[tuple[int, str]] = []
-        stream.add_listener(self._on_advance)
-
-    def written(self, stream_id: int, user_id: str) -> None:
-        """Called inside the id's allocation block, before the stream can advance past it."""
-        self._pending.append((stream_id, user_id))
-
-    def _on_advance(self, token: int) -> None:
-        ready = {user for stream_id, user in self._pending if stream_id <= token}
-        if not ready:
-            return
-        self._pending = [p for p in self._pending if p[0] > token]
-        self.notifier.notify(users=ready)
-
-
 class AccountDataHandler:
-    def __init__(self, store, stream, notifier: AccountDataNotifier):
+    def __init__(self, store, stream, notifier):
         self.store = store
         self.stream = stream
         self.notifier = notifier
@@ -59,14 +38,14 @@ class AccountDataHandler:
         self._check_storable(content)
         with self.stream.get_next() as stream_id:
             self.store.put(user_id, room, data_type, content, stream_id)
-            self.notifier.written(stream_id, user_id)
+            self.notifier.written(stream_id, users=[user_id])
 
     def set_by_server(self, user_id: str, room_id: str | None, data_type: str, content: dict) -> None:
         """For the server's own writers of the types clients may not set (m.fully_read from
         /read_markers): no requester check, no type check; synced and woken like any write."""
         with self.stream.get_next() as stream_id:
             self.store.put(user_id, room_id or "", data_type, content, stream_id)
-            self.notifier.written(stream_id, user_id)
+            self.notifier.written(stream_id, users=[user_id])
 
     def get(self, requester, user_id: str, room_id: str | None, data_type: str) -> dict:
         self._check_user(requester, user_id, "get account data for")
@@ -94,7 +73,7 @@ class AccountDataHandler:
             raise MatrixError(400, Codes.INVALID_PARAM, "Tag must not contain NUL")
         with self.stream.get_next() as stream_id:
             self.store.add_tag(user_id, room, tag, content, stream_id)
-            self.notifier.written(stream_id, user_id)
+            self.notifier.written(stream_id, users=[user_id])
 
     def remove_tag(self, requester, user_id: str, room_id: str, tag: str) -> None:
         """Removing a tag the room does not have succeeds and changes nothing (as in Synapse)."""
@@ -102,7 +81,7 @@ class AccountDataHandler:
         room = self._room(room_id)
         with self.stream.get_next() as stream_id:
             if self.store.remove_tag(user_id, room, tag, stream_id):
-                self.notifier.written(stream_id, user_id)
+                self.notifier.written(stream_id, users=[user_id])
 
     @staticmethod
     def _check_user(requester, user_id: str, what: str) -> None:

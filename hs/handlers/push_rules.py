@@ -96,7 +96,7 @@ def check_kind(kind: str) -> str:
 
 
 class PushRulesHandler:
-    """The writes. `notifier` is a user-keyed stream notifier (hs.handlers.account_data.AccountDataNotifier)
+    """The writes. `notifier` is an hs.notifier.StreamWriteNotifier
     on the push_rules stream: a user's parked syncs wake once the stream has passed their write."""
 
     def __init__(self, reader: PushRulesReader, store, stream, notifier):
@@ -168,7 +168,7 @@ class PushRulesHandler:
 
     def _written(self, stream_id: int, user_id: str) -> None:
         self.reader.invalidate(user_id)
-        self.notifier.written(stream_id, user_id)
+        self.notifier.written(stream_id, users=[user_id])
 
 
 def _check_rule_id(rule_id: str) -> None:

@@ -19,29 +19,8 @@ RECEIPT_TYPES = ("m.read", "m.read.private")
 FULLY_READ = "m.fully_read"
 
 
-class StreamNotifier:
-    """Wakes the rooms' parked syncs once the receipt stream's current position has passed
-    their write (a write behind an unfinished lower id is not readable yet)."""
-
-    def __init__(self, notifier, stream):
-        self.notifier = notifier
-        self._pending: list[tuple[int, str]] = []
-        stream.add_listener(self._on_advance)
-
-    def written(self, stream_id: int, room_id: str) -> None:
-        """Called inside the id's allocation block, before the stream can advance past it."""
-        self._pending.append((stream_id, room_id))
-
-    def _on_advance(self, token: int) -> None:
-        ready = {room for stream_id, room in self._pending if stream_id <= token}
-        if not ready:
-            return
-        self._pending = [p for p in self._pending if p[0] > token]
-        self.notifier.notify(rooms=ready)
-
-
 class ReceiptHandler:
-    def __init__(self, store, stream, notifier: StreamNotifier, rooms, events, reads, account_data):
+    def __init__(self, store, stream, notifier, rooms, events, reads, account_data):
         self.store = store
         self.stream = stream
         self.notifier = notifier
@@ -106,7 +85,7 @@ class ReceiptHandler:
             data["thread_id"] = thread_id
         with self.stream.get_next() as stream_id:
             if self.store.put(room_id, receipt_type, user_id, thread_id, event_id, position, data, stream_id):
-                self.notifier.written(stream_id, room_id)
+                self.notifier.written(stream_id, rooms=[room_id])
 
     def _set_fully_read(self, user_id: str, room_id: str, event_id: str, position: int) -> None:
         # Like receipts, the marker only moves forward (as Synapse's read marker handler does).

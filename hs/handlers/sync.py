@@ -186,5 +186,5 @@ def event_persisted_listener(room_event_notifier):
     from another device, a kick)."""
     def on_persisted(stream_ordering: int, room_id: str, event) -> None:
         users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
-        room_event_notifier.event_persisted(stream_ordering, room_id, users)
+        room_event_notifier.written(stream_ordering, users=users, rooms=[room_id])
     return on_persisted

@@ -72,7 +72,7 @@ class SendToDeviceHandler:
                     for stream_id, (user_id, device_id, content) in zip(ids, targets, strict=True)]
             if self.store.add_messages(requester.user_id, requester.device_id, txn_id, now_ms(), rows):
                 for user_id in {t[0] for t in targets}:
-                    self.stream_notifier.written(ids[-1], user_id)
+                    self.stream_notifier.written(ids[-1], users=[user_id])
 
 
 def _check_messages(body: dict) -> dict:

@@ -255,6 +255,28 @@ def test_deleting_a_device_removes_its_pushers(homeserver):
     assert pushers(laptop) == [listed(kept)]
 
 
+def test_a_password_change_that_logs_out_other_devices_removes_their_pushers(homeserver):
+    phone = new_user(homeserver, "pu")
+    laptop = login_again(homeserver, phone)
+    set_pusher(phone, pusher_body())
+    kept = pusher_body()
+    set_pusher(laptop, kept)
+    body = {"new_password": "another horse battery"}
+    session = start_uia(laptop, "POST", "/account/password", body)
+    resp = laptop.post("/account/password", {**body, "auth": password_auth(session, laptop.user_id)})
+    assert resp.status_code == 200, resp.text
+    assert pushers(laptop) == [listed(kept)]
+
+
+def test_deactivation_removes_every_pusher(homeserver, db_dsn):
+    phone = new_user(homeserver, "pu")
+    set_pusher(phone, pusher_body())
+    session = start_uia(phone, "POST", "/account/deactivate", {})
+    resp = phone.post("/account/deactivate", {"auth": password_auth(session, phone.user_id)})
+    assert resp.status_code == 200, resp.text
+    assert query(db_dsn, "SELECT count(*) FROM pushers WHERE user_id = %s", (phone.user_id,)) == [(0,)]
+
+
 def test_updating_another_devices_pusher_keeps_its_owner(homeserver, db_dsn):
     # As in Synapse: the pusher stays with the device that created it.
     phone = new_user(homeserver, "pu")

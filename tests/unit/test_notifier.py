@@ -2,7 +2,7 @@
 
 import gevent
 
-from hs.notifier import Notifier, RoomEventNotifier
+from hs.notifier import Notifier, StreamWriteNotifier
 from hs.streams import StreamToken
 
 
@@ -56,10 +56,10 @@ def test_every_concurrent_request_of_a_user_is_woken():
 
 def test_room_events_wake_only_once_the_stream_has_passed_them():
     notifier, stream = Notifier(), FakeStream()
-    room_events = RoomEventNotifier(notifier, stream)
+    room_events = StreamWriteNotifier(notifier, stream)
     waiter = park(notifier, "@a:x", ["!r1"])
     gevent.sleep(0)
-    room_events.event_persisted(2, "!r1")
+    room_events.written(2, rooms=["!r1"])
     stream.advance(1)  # id 1 (another room's event) finished; 2 is not readable yet
     gevent.sleep(0)
     assert not waiter.ready()
