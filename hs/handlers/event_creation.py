@@ -80,6 +80,7 @@ class EventCreationHandler:
         # persisting transaction (for work that needs no connection, such as push rules); what
         # it returns writes inside that transaction, so it commits with the event or not at all.
         self.persist_preparers: list = []
+        self._last_create_ts = 0
 
     def add_content_check(self, event_type: str, check) -> None:
         self.content_checks.setdefault(event_type, []).append(check)
@@ -90,8 +91,12 @@ class EventCreationHandler:
     def create_room_event(self, room_version: RoomVersion, room_id: str | None, sender: str, content: dict,
                           *, is_public: bool) -> str:
         """Persists a new room's m.room.create event and the room itself; returns the room ID."""
+        # From room version 12 the room ID is the create event's hash: two rooms created by one
+        # user with the same content in the same millisecond would get one ID. This process
+        # (the master) creates every local room, so strictly increasing timestamps keep them apart.
+        self._last_create_ts = max(now_ms(), self._last_create_ts + 1)
         pdu = {"type": "m.room.create", "state_key": "", "sender": sender, "content": content,
-               "origin_server_ts": now_ms(), "depth": 1, "prev_events": [], "auth_events": []}
+               "origin_server_ts": self._last_create_ts, "depth": 1, "prev_events": [], "auth_events": []}
         if not room_version.room_id_from_create_event:
             pdu["room_id"] = room_id
         event = self._sign(room_version, pdu)

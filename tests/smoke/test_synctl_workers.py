@@ -1,99 +1,26 @@
 """`synctl -a DIR` / `-w FILE` / `status` over real processes: the master (embedded PostgreSQL), a
 synchrotron and a client_reader, each its own gunicorn arbiter, as docs/workers.md sets them up.
 
-Every pid synctl starts is recorded (from the pid files, with the arbiters' children and the
-postmaster) and stopped in the fixture's teardown whatever the test did: `synctl -a DIR stop`
-first, then SIGKILL for any recorded process still alive whose command line names the test's
-directory (tests/smoke/test_synctl.py's Synctl does that part).
+Every pid synctl starts is recorded and stopped in the fixture's teardown whatever the test did
+(tests/workers/synctl_cluster.py's running_cluster).
 """
 
 import os
 import re
-import subprocess
 import time
 
 import pytest
 import requests
-import yaml
 
-from tests.harness import Client, free_port
+from tests.harness import Client
 from tests.smoke.test_synctl import Running, Synctl, _children, _cmdline, assert_exited
-
-
-class Cluster:
-    """A main homeserver.yaml with replication listeners, and a directory of worker files."""
-
-    def __init__(self, synctl: Synctl):
-        self.synctl = synctl
-        self.main = synctl.generate()
-        with open(self.main, encoding="utf-8") as f:
-            config = yaml.safe_load(f)
-        self.replication_port, self.internal_port = free_port(), free_port()
-        config["listeners"] += [
-            {"port": self.replication_port, "type": "replication", "bind_addresses": ["127.0.0.1"]},
-            {"port": self.internal_port, "type": "http", "bind_addresses": ["127.0.0.1"],
-             "resources": [{"names": ["replication"]}]},
-        ]
-        config["rc_registration"] = {"per_second": 100, "burst_count": 100}
-        with open(self.main, "w", encoding="utf-8") as f:
-            yaml.safe_dump(config, f)
-        self.master_url = f"http://127.0.0.1:{config['listeners'][0]['port']}"
-        self.dir = os.path.join(os.path.dirname(self.main), "workers")
-        os.makedirs(self.dir)
-        self.ports: dict[str, int] = {}
-
-    def add_worker(self, name: str, app: str, **extra) -> str:
-        self.ports[name] = free_port()
-        data = {"worker_app": app, "worker_replication_port": self.replication_port,
-                "worker_replication_http_port": self.internal_port,
-                "worker_pid_file": f"{name}.pid", "worker_log_file": f"{name}.log",
-                "worker_listeners": [{"type": "http", "port": self.ports[name], "bind_addresses": ["127.0.0.1"],
-                                      "x_forwarded": True, "resources": [{"names": ["client"]}]}]}
-        data.update(extra)
-        path = os.path.join(self.dir, f"{name}.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f)
-        return path
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-    def worker_pid(self, name: str) -> int | None:
-        try:
-            with open(os.path.join(self.dir, f"{name}.pid")) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            return None
-
-    def record(self) -> dict[str, int]:
-        """Every arbiter now running (by pid file), recorded with its children for the teardown."""
-        arbiters = {name: self.worker_pid(name) for name in self.ports}
-        arbiters["master"] = self.synctl.processes(self.main).get("arbiter")
-        for pid in arbiters.values():
-            if pid:
-                self.synctl.pids.update([pid, *_children(pid)])
-        return arbiters
-
-    def run(self, *args, timeout=200):
-        done = self.synctl.run(*args, timeout=timeout)
-        self.record()
-        return done
+from tests.workers.synctl_cluster import running_cluster, running_haproxy
 
 
 @pytest.fixture
 def cluster():
-    synctl = Synctl()
-    c = None
-    try:
-        c = Cluster(synctl)
+    with running_cluster() as c:
         yield c
-    finally:
-        if c is not None:
-            try:
-                synctl.run("-a", c.dir, "stop", c.main, timeout=120)
-            except Exception:  # the teardown's SIGKILL of recorded pids still runs
-                pass
-        synctl.cleanup()
 
 
 def test_synctl_a_starts_master_and_workers_reports_status_restarts_one_and_stops_all(cluster):
@@ -218,25 +145,7 @@ def test_haproxy_from_synctl_serves_the_workers_and_sends_sync_only_to_synchrotr
     cluster.add_worker("client_reader1", "apps.client_reader")
     started = cluster.run("-a", cluster.dir, "start", cluster.main)
     assert started.returncode == 0, started.stdout + started.stderr
-    port = free_port()
-    generated = cluster.synctl.run("haproxy-config", "-a", cluster.dir, "--bind", f"127.0.0.1:{port}", cluster.main)
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    cfg = os.path.join(cluster.synctl.dir, "haproxy.cfg")
-    with open(cfg, "w") as f:
-        f.write(generated.stdout)
-    haproxy = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if requests.get(base + "/_matrix/client/versions", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and haproxy.poll() is None, "HAProxy did not serve"
-            time.sleep(0.2)
+    with running_haproxy(cluster) as base:
         alice = Client(Running(base)).register("alice")
         room = alice.post("/createRoom", json={}).json()["room_id"]
         # The synchrotron learns of the room over replication, a moment after the master answered.
@@ -254,6 +163,3 @@ def test_haproxy_from_synctl_serves_the_workers_and_sends_sync_only_to_synchrotr
         assert stopped.returncode == 0, stopped.stdout
         assert alice.get("/sync").status_code == 503
         assert alice.post("/createRoom", json={}).status_code == 200
-    finally:
-        haproxy.terminate()
-        haproxy.wait(10)
