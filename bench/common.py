@@ -112,9 +112,10 @@ def wait_idle(*pids: int, quiet_s: float = 0.3, limit_s: float = 120.0) -> float
     raise RuntimeError(f"the homeserver processes {pids} did not go idle within {limit_s:.0f} s")
 
 
-def fan_out_round(api, pids: list[int], clients: list[LongPoll], sender_token: str, room_id: str) -> dict:
-    """Parks every client, sends one message through `api`, and times its arrival at each client.
-    CPU times ("fan_cpu": from the send to the last arrival, "park_cpu": parking everyone) and RSS
+def fan_out_round(api, pids: list[int], clients: list[LongPoll], sender_token: str, room_id: str,
+                  on_parked=None) -> dict:
+    """Parks every client, sends one message through `api`, and times its arrival at each client;
+    `on_parked()` runs once every client is parked, before the send. CPU times ("fan_cpu": from the send to the last arrival, "park_cpu": parking everyone) and RSS
     after the fan-out are per pid."""
     arrivals: dict[int, float] = {}
     sent = {}
@@ -137,6 +138,8 @@ def fan_out_round(api, pids: list[int], clients: list[LongPoll], sender_token: s
     cpu_start = cpu()
     greenlets = [gevent.spawn(client_loop, i, c) for i, c in enumerate(clients)]
     waited = wait_idle(*pids)
+    if on_parked is not None:
+        on_parked()
     cpu_before = cpu()
     body, _ = api.call("PUT", f"/rooms/{quote(room_id, safe='')}/send/m.room.message/{secrets.token_hex(8)}",
                        sender_token, json={"msgtype": "m.text", "body": "fan-out"})

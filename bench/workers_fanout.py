@@ -171,7 +171,7 @@ def park_idle_clients(base_url: str, port: int, tokens: list[str], api: Api, roo
 def replication_cost(args, master, synchrotron, pids, api_master, proxy, sender_token, idle_tokens) -> list:
     rows = []
     room_id = api_master.call("POST", "/createRoom", sender_token, json={"preset": "public_chat"})[0]["room_id"]
-    for run in range(args.replication_runs):
+    for _ in range(args.replication_runs):
         rows.append(("no clients", replication_window(master, synchrotron, pids, api_master, sender_token,
                                                       room_id, args.rate, args.seconds)))
         print_replication(*rows[-1], args)
@@ -183,7 +183,7 @@ def replication_cost(args, master, synchrotron, pids, api_master, proxy, sender_
     try:
         wait_idle(*pids.values())
         parked = synchrotron.metric("hs_notifier_parked_requests")
-        for run in range(args.replication_runs):
+        for _ in range(args.replication_runs):
             woken.clear()
             row = replication_window(master, synchrotron, pids, api_master, sender_token, room_id,
                                      args.rate, args.seconds)
@@ -226,11 +226,17 @@ def fan_out(args, sizes, api, proxies, pids, sender_token, tokens, room_id, sync
                 clients = [LongPoll("127.0.0.1", proxy.port, t) for t in tokens[:m]]
                 for c in clients:
                     c.since = since
+                # Requests parked elsewhere (the replication part's idle clients, until they time out).
+                others = [s.metric("hs_notifier_parked_requests") for s in synchrotrons[:n]]
+                split = []
+
+                def count_parked(synchrotrons=synchrotrons[:n], others=others, split=split):
+                    split[:] = [int(s.metric("hs_notifier_parked_requests") - o) for s, o in zip(
+                        synchrotrons, others, strict=True)]
                 try:
-                    rounds = [fan_out_round(api, list(measured_pids.values()), clients, sender_token, room_id)
-                              for _ in range(args.rounds + 1)]
+                    rounds = [fan_out_round(api, list(measured_pids.values()), clients, sender_token, room_id,
+                                            on_parked=count_parked) for _ in range(args.rounds + 1)]
                     since = clients[0].since
-                    split = [int(s.metric("hs_notifier_parked_requests")) for s in synchrotrons[:n]]
                 finally:
                     for c in clients:
                         c.close()
@@ -254,7 +260,7 @@ def print_fan_out(r: dict, **kw) -> None:
     cpu = ", ".join(f"{name} {r['cpu'][name] * 1000:.0f}" for name in r["cpu"])
     park = ", ".join(f"{name} {r['park_cpu'][name] * 1000:.0f}" for name in r["park_cpu"])
     rss = ", ".join(f"{name} {r['rss'][name]:.0f}" for name in r["rss"])
-    print(f"  M={r['m']} over {r['n']} synchrotron(s) (parked at the last round: {r['split']}):"
+    print(f"  M={r['m']} over {r['n']} synchrotron(s) (parked per synchrotron: {r['split']}):"
           f" p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms (best round {r['best_p95'] * 1000:.0f}),"
           f" max {r['max'] * 1000:.0f} ms, last arrival {r['fan_wall'] * 1000:.0f} ms; repolls {r['repolls']}\n"
           f"    CPU ms to deliver: {cpu}\n    CPU ms to park: {park}\n    RSS MB: {rss}", **kw)
@@ -336,7 +342,7 @@ def report(results: list[dict], pg_note: str) -> None:
           f"{'master':>8}{'sync1':>7}{'sync2':>7}{'haproxy':>8}   RSS MB master/sync1/sync2")
     for r in results:
         cpu = [r["cpu"].get(name) for name in ("master", "sync1", "sync2", "haproxy")]
-        cells = "".join(f"{'-' if c is None else round(c * 1000):>{w}}" for c, w in zip(cpu, (8, 7, 7, 8)))
+        cells = "".join(f"{'-' if c is None else round(c * 1000):>{w}}" for c, w in zip(cpu, (8, 7, 7, 8), strict=True))
         rss = "/".join(f"{r['rss'][name]:.0f}" for name in ("master", "sync1", "sync2") if name in r["rss"])
         print(f"{r['m']:>6}{r['n']:>5}{r['p50'] * 1000:>8.0f}{r['p95'] * 1000:>8.0f}{r['best_p95'] * 1000:>9.0f}"
               f"{r['max'] * 1000:>8.0f}{cells}   {rss}")

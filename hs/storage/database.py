@@ -30,7 +30,7 @@ class Database:
         metrics.register_pool(self._pool)
 
     def run_txn(self, desc: str, func: Callable[..., R], *args: Any,
-                _isolation: str = "read committed", **kwargs: Any) -> R:
+                _isolation: str = "read committed", _single_statement: bool = False, **kwargs: Any) -> R:
         """Run ``func(cur, *args, **kwargs)`` in one transaction, commit it and return its result.
 
         ``desc`` names the transaction in logs. ``_isolation`` (keyword only; the underscore keeps
@@ -48,7 +48,7 @@ class Database:
         while True:
             attempt += 1
             try:
-                result = self._attempt(func, args, kwargs, _isolation)
+                result = self._attempt(func, args, kwargs, _isolation, _single_statement)
             except _RETRYABLE as e:
                 if attempt == MAX_ATTEMPTS:
                     raise
@@ -61,10 +61,21 @@ class Database:
                 logger.warning("slow txn %s: %.3f s (%d attempts)", desc, duration, attempt)
             return result
 
-    def _attempt(self, func, args, kwargs, isolation: str):
+    def _attempt(self, func, args, kwargs, isolation: str, single_statement: bool = False):
         # Leaving the block returns the connection to the pool, which rolls back whatever an
         # exception left open: the rollback for failed attempts happens there.
         with self._pool.connection() as conn, conn.cursor() as cur:
+            if single_statement:
+                # One statement is its own transaction: autocommit spares the round trips of a
+                # separate BEGIN and COMMIT, which /sync's many small reads paid for each.
+                conn.autocommit = True
+                try:
+                    return func(cur, *args, **kwargs)
+                finally:
+                    try:
+                        conn.autocommit = False
+                    except psycopg2.Error:
+                        conn.close()  # interrupted mid-statement: the pool discards a closed connection
             if isolation != "read committed":  # PostgreSQL's default, and psycopg2's BEGIN keeps it
                 cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
             result = func(cur, *args, **kwargs)
@@ -77,7 +88,7 @@ class Database:
             # No params means no %-formatting, so a literal % needs no escaping.
             cur.execute(sql, params or None)
             return cur.fetchall() if cur.description is not None else []
-        return self.run_txn(desc, txn)
+        return self.run_txn(desc, txn, _single_statement=True)
 
     def close(self) -> None:
         self._pool.close()
