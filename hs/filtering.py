@@ -19,9 +19,9 @@ arrays, so pass ``list(f.types)`` to ``= ANY(%s)``.
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
 
 from hs.events.canonical_json import decode_json
+from hs.events.dotted_keys import split_dotted_key
 
 EVENT_FORMATS = ("client", "federation")
 
@@ -304,7 +304,7 @@ class Filter:
         self.presence = EventFilter(json.get("presence", {}), "presence.")
         self.account_data = EventFilter(json.get("account_data", {}), "account_data.")
         self.room = RoomFilter(json.get("room", {}), "room.")
-        self._field_paths = tuple(split_field_path(f) for f in self.event_fields or ())
+        self._field_paths = tuple(split_dotted_key(f) for f in self.event_fields or ())
 
     def apply_event_fields(self, event: dict) -> dict:
         """`event` cut down to `event_fields` (the whole event when the filter names none)."""
@@ -358,33 +358,12 @@ def room_event_filter_from_param(raw: str) -> RoomEventFilter:
 
 # --- event_fields: dot-separated property paths (appendices, "Dot-separated property paths") ---
 
-@lru_cache(maxsize=1024)
-def split_field_path(path: str) -> tuple[str, ...]:
-    """'content.m\\.relates_to' -> ('content', 'm.relates_to'). '\\.' is a literal dot and '\\\\'
-    a literal backslash; any other backslash stays as it is ('\\x' is backslash and x)."""
-    parts, current, i, n = [], [], 0, len(path)
-    while i < n:
-        c = path[i]
-        if c == "\\" and i + 1 < n and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if c == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(c)
-        i += 1
-    parts.append("".join(current))
-    return tuple(parts)
-
-
 def apply_event_fields(event: dict, fields) -> dict:
     """`event` with only the properties that `fields` (dot-separated paths) name; all of it
     when `fields` is empty or None. The result shares values with `event`: do not mutate it."""
     if not fields:
         return event
-    return _only_paths(event, tuple(split_field_path(f) for f in fields))
+    return _only_paths(event, tuple(split_dotted_key(f) for f in fields))
 
 
 def _only_paths(event: dict, paths: tuple[tuple[str, ...], ...]) -> dict:

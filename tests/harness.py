@@ -27,7 +27,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class HomeserverProcess:
+class GunicornProcess:
+    """One of our apps under gunicorn's gevent worker, as synctl runs it, in its own session so
+    that it is stopped by its process group, never by name. Subclasses set `dir`, `log_path`,
+    `base_url` and `proc` (None until launched)."""
+
+    def launch(self, app_module: str, ports: list[int], env: dict, extra_args=()) -> None:
+        binds = [arg for port in ports for arg in ("-b", f"127.0.0.1:{port}")]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                # Each parked /sync long-poll holds one of the worker's connections, and gunicorn's
+                # default of 1,000 would leave the rest unaccepted.
+                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
+                 "--no-control-socket", "--graceful-timeout", "2", *extra_args, *binds, f"{app_module}:app"],
+                cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO, **env), stdout=log, stderr=log,
+                start_new_session=True)
+
+    def wait_until(self, ready, timeout: float):
+        """Returns self once `ready()` holds; raises with the log's tail if the process exits or
+        the time runs out (and then stops it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.log_path} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if ready():
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        tail = self.log_tail()
+        self.stop_process()
+        raise RuntimeError(f"{self.log_path} did not start:\n{tail}")
+
+    def stop_process(self) -> None:
+        """Stops the process group by pid, keeping its directory (config, keys) to start again."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+class HomeserverProcess(GunicornProcess):
     def __init__(self, db_dsn: str, server_name: str = "test.local", **overrides):
         self.dir = tempfile.mkdtemp(prefix="hs-test-")
         self.port = free_port()
@@ -55,54 +109,15 @@ class HomeserverProcess:
     def start(self, timeout: float = 60.0) -> "HomeserverProcess":
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
-        env = dict(os.environ, HS_CONFIG=self.config_path, PYTHONPATH=REPO)
-        binds = [arg for lst in self.config["listeners"] if lst["type"] in ("http", "metrics")
-                 for arg in ("-b", f"127.0.0.1:{lst['port']}")]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                # As synctl runs it: each parked /sync long-poll holds one of the worker's
-                # connections, and gunicorn's default of 1,000 would leave the rest unaccepted.
-                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
-                 "--no-control-socket", "--graceful-timeout", "2", *binds, "apps.master:app"],
-                cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"homeserver exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(self.base_url + "/_matrix/client/versions", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        tail = self.log_tail()
-        self.stop()
-        raise RuntimeError(f"homeserver did not start:\n{tail}")
+        binds = [lst["port"] for lst in self.config["listeners"] if lst["type"] in ("http", "metrics")]
+        self.launch("apps.master", binds, {"HS_CONFIG": self.config_path})
+        return self.wait_until(lambda: requests.get(self.base_url + "/_matrix/client/versions", timeout=1
+                                                    ).status_code == 200, timeout)
 
     def stop(self) -> None:
         """Stops the process group by pid and removes the server's directory."""
         self.stop_process()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def stop_process(self) -> None:
-        """Stops the process group by pid, keeping its directory (config, keys) to start again."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
 
 
 class Client:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from hs.events.dotted_keys import split_dotted_key
 from hs.events.push_rules import MEMBER_COUNT
 
 # The spec's word boundary: the start or end of the value, or a character not in [A-Za-z0-9_].
@@ -35,27 +36,6 @@ class _Compiled:
 
 class CompiledRules(tuple):
     """A user's rules in evaluation order, ready to evaluate (see compile_rules)."""
-
-
-@lru_cache(maxsize=1024)
-def split_key(key: str) -> tuple[str, ...]:
-    """A dotted key path into its parts: `\\.` is a literal dot and `\\\\` a backslash;
-    any other backslash stays as it is."""
-    parts, current, i = [], [], 0
-    while i < len(key):
-        c = key[i]
-        if c == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
-            current.append(key[i + 1])
-            i += 2
-            continue
-        if c == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(c)
-        i += 1
-    parts.append("".join(current))
-    return tuple(parts)
 
 
 _MISSING = object()
@@ -125,7 +105,7 @@ def _compile_condition(condition: dict):
         key, pattern = condition.get("key"), condition.get("pattern")
         if not isinstance(key, str) or not isinstance(pattern, str):
             return _never
-        path = split_key(key)
+        path = split_dotted_key(key)
         regex = glob_regex(pattern, key == "content.body")
         search = regex.search if key == "content.body" else regex.fullmatch
 
@@ -138,7 +118,7 @@ def _compile_condition(condition: dict):
         key, expected = condition.get("key"), condition.get("value", _MISSING)
         if not isinstance(key, str) or expected is _MISSING:
             return _never
-        path = split_key(key)
+        path = split_dotted_key(key)
         if kind == "event_property_is":
             return lambda event, ctx: _same(_lookup(event, path), expected)
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from hs.events.dotted_keys import split_dotted_key
 from hs.filtering import (
     DEFAULT_FILTER,
     EventFilter,
@@ -18,7 +19,6 @@ from hs.filtering import (
     parse_room_event_filter,
     resolve_filter_param,
     room_event_filter_from_param,
-    split_field_path,
     type_matches,
     wildcard_to_like,
 )
@@ -370,7 +370,7 @@ def test_wildcard_to_like_escapes_like_metacharacters():
     ("trailing\\", ("trailing\\",)),
 ])
 def test_dot_separated_paths_split_on_unescaped_dots(path, parts):
-    assert split_field_path(path) == parts
+    assert split_dotted_key(path) == parts
 
 
 EVENT = {

@@ -3,7 +3,7 @@ predefined rules applied to the events they are about."""
 
 import pytest
 
-from hs.events.push_evaluator import PushContext, compile_rules, evaluate, split_key
+from hs.events.push_evaluator import PushContext, compile_rules, evaluate, split_dotted_key
 from hs.events.push_rules import evaluation_order, ruleset
 
 USER = "@alice:example.org"
@@ -65,9 +65,9 @@ def test_event_match_does_not_match_a_missing_or_non_string_value_even_with_star
 
 def test_dotted_keys_follow_the_specs_escaping():
     # Spec "Conditions": `content.m\.relates_to` names the key "m.relates_to"; `\\` a backslash.
-    assert split_key("content.m\\.relates_to.rel_type") == ("content", "m.relates_to", "rel_type")
-    assert split_key("content.a\\\\b") == ("content", "a\\b")
-    assert split_key("content.a\\b") == ("content", "a\\b")  # any other backslash is literal
+    assert split_dotted_key("content.m\\.relates_to.rel_type") == ("content", "m.relates_to", "rel_type")
+    assert split_dotted_key("content.a\\\\b") == ("content", "a\\b")
+    assert split_dotted_key("content.a\\b") == ("content", "a\\b")  # any other backslash is literal
     event = {"content": {"m.relates_to": {"rel_type": "m.thread"}, "m": {"relates_to": {"rel_type": "nope"}}}}
     assert matches({"kind": "event_match", "key": "content.m\\.relates_to.rel_type", "pattern": "m.thread"}, event)
 

@@ -4,18 +4,16 @@ database; every process is stopped by pid, whatever the test did."""
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import requests
 import yaml
 
-from tests.harness import REPO, HomeserverProcess, free_port
+from tests.harness import Client, GunicornProcess, HomeserverProcess, free_port
 
 
-class WorkerProcess:
+class WorkerProcess(GunicornProcess):
     def __init__(self, master: HomeserverProcess, worker_type: str, name: str, **overrides):
         self.master = master
         self.worker_type = worker_type
@@ -39,28 +37,10 @@ class WorkerProcess:
     def start(self, timeout: float = 60.0) -> "WorkerProcess":
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
-        env = dict(os.environ, HS_CONFIG=self.master.config_path, HS_WORKER_CONFIG=self.config_path,
-                   PYTHONPATH=REPO)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
-                 "--no-control-socket", "--graceful-timeout", "2", "--timeout", "300", "-b", f"127.0.0.1:{self.port}",
-                 f"apps.{self.worker_type}:app"],
-                cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                status = requests.get(self.base_url + "/_hs/status", timeout=1)
-                if status.status_code == 200 and status.json()["following"]:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        tail = self.log_tail()
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start:\n{tail}")
+        self.launch(f"apps.{self.worker_type}", [self.port],
+                    {"HS_CONFIG": self.master.config_path, "HS_WORKER_CONFIG": self.config_path},
+                    extra_args=("--timeout", "300"))  # a paused worker is not a hung one
+        return self.wait_until(lambda: self.status()["following"], timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: the master sees the connection drop."""
@@ -82,27 +62,10 @@ class WorkerProcess:
         raise AssertionError(f"{name} not in /metrics")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.stop_process()
 
     def status(self) -> dict:
         return requests.get(self.base_url + "/_hs/status", timeout=5).json()
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
 
 
 def master_with_replication(db_dsn: str, **overrides) -> HomeserverProcess:
@@ -189,3 +152,19 @@ class TcpProxy:
     def close(self) -> None:
         self._listener.close()
         self.cut()
+
+
+def on(worker, client: Client) -> Client:
+    """The same user and device, talking to a worker."""
+    other = Client(worker, client.access_token)
+    other.user_id, other.device_id = client.user_id, client.device_id
+    return other
+
+
+def sync(client: Client, **params) -> dict:
+    # Presence is left alone unless a test is about it: a user's own presence change is news
+    # that would end a parked sync before the event it waits for.
+    params.setdefault("set_presence", "offline")
+    resp = client.get("/sync", params=params)
+    assert resp.status_code == 200, resp.text
+    return resp.json()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.harness import Client, create, new_user, q
-from tests.workers.cluster import TcpProxy, WorkerProcess, master_with_replication, wait_caught_up
+from tests.harness import create, new_user, q
+from tests.workers.cluster import TcpProxy, WorkerProcess, master_with_replication, on, sync, wait_caught_up
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,6 @@ def cluster(db_dsn):
         worker.stop()
         proxy.close()
         master.stop()
-
-
-def on(worker, client: Client) -> Client:
-    other = Client(worker, client.access_token)
-    other.user_id, other.device_id = client.user_id, client.device_id
-    return other
-
-
-def sync(client, **params):
-    params.setdefault("set_presence", "offline")
-    resp = client.get("/sync", params=params)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def send(client, room_id, txn):

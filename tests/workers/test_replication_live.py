@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from tests.harness import Client, create, new_user, q
-from tests.workers.cluster import WorkerProcess, master_with_replication, wait_caught_up
+from tests.harness import create, new_user, q
+from tests.workers.cluster import WorkerProcess, master_with_replication, on, sync, wait_caught_up
 
 
 @pytest.fixture(scope="module")
@@ -23,22 +23,6 @@ def cluster(db_dsn):
         for worker in workers:
             worker.stop()
         master.stop()
-
-
-def on(worker, client: Client) -> Client:
-    """The same user, talking to a worker."""
-    other = Client(worker, client.access_token)
-    other.user_id, other.device_id = client.user_id, client.device_id
-    return other
-
-
-def sync(client, **params):
-    # Presence is left alone unless a test is about it: a user's own presence change is news
-    # that would end a parked sync before the event it waits for.
-    params.setdefault("set_presence", "offline")
-    resp = client.get("/sync", params=params)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def timeline(body, room_id):
