@@ -187,7 +187,7 @@ class HomeServer:
         # Account data and tags: their own stream, carried in /sync's account_data sections.
         self.account_data_store = AccountDataStore(db)
         self.account_data_stream = self._position("account_data", "account_data", "stream_id")
-        self.streams.account_data_stream = self.account_data_stream
+        self.streams.add("account_data", self.account_data_stream)
         self.account_data = AccountDataHandler(self.account_data_store, self.account_data_stream,
                                                StreamWriteNotifier(self.notifier, self.account_data_stream))
         self.sync.account_data = self.account_data
@@ -198,10 +198,10 @@ class HomeServer:
         from hs.storage.receipts import ReceiptStore
         self.typing = TypingHandler(self.rooms, self.notifier,
                                     ReplicatedPosition("typing") if worker else TypingPosition())
-        self.streams.typing_stream = self.typing
+        self.streams.add("typing", self.typing)
         self.receipt_store = ReceiptStore(db)
         self.receipt_stream = self._position("receipts", "receipts", "stream_id")
-        self.streams.receipt_stream = self.receipt_stream
+        self.streams.add("receipt", self.receipt_stream)
         self.receipts = ReceiptHandler(self.receipt_store, self.receipt_stream,
                                        StreamWriteNotifier(self.notifier, self.receipt_stream), self.rooms, self.events,
                                        self.room_reads, self.account_data)
@@ -214,7 +214,7 @@ class HomeServer:
         from hs.storage.presence import PresenceStore
         self.presence_store = PresenceStore(db)
         self.presence_stream = self._position("presence", "presence", "stream_id")
-        self.streams.presence_stream = self.presence_stream
+        self.streams.add("presence", self.presence_stream)
         self.presence = PresenceReader(self.presence_store, config.presence_enabled)
         self.presence_writer = PresenceWriter(self.presence_store, self.presence_stream, self.rooms, self.notifier,
                                               enabled=config.presence_enabled,
@@ -241,7 +241,7 @@ class HomeServer:
         from hs.storage.to_device import STREAM_TABLES, ToDeviceStore
         self.to_device_store = ToDeviceStore(db)
         self.to_device_stream = self._position("to_device", "device_inbox", "stream_id", extra_tables=STREAM_TABLES)
-        self.streams.to_device_stream = self.to_device_stream
+        self.streams.add("to_device", self.to_device_stream)
         self.send_to_device = SendToDeviceHandler(config.server_name, self.to_device_store, self.devices,
                                                   self.to_device_stream,
                                                   StreamWriteNotifier(self.notifier, self.to_device_stream))
@@ -259,7 +259,7 @@ class HomeServer:
         from hs.storage.push_rules import PushRuleWriteStore
         self.push_rule_store = PushRuleWriteStore(db)
         self.push_rules_stream = self._position("push_rules", "push_rules_stream", "stream_id")
-        self.streams.push_rules_stream = self.push_rules_stream
+        self.streams.add("push_rules", self.push_rules_stream)
         self.push_rules_reader = PushRulesReader(self.push_rule_store)
         self.push_rules = PushRulesHandler(self.push_rules_reader, self.push_rule_store, self.push_rules_stream,
                                            StreamWriteNotifier(self.notifier, self.push_rules_stream))

@@ -6,7 +6,7 @@ as 0, so tokens handed out by an older server stay valid.
 """
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from hs.errors import Codes, MatrixError
 
@@ -49,12 +49,8 @@ class Streams:
 
     def __init__(self, event_stream):
         self.event_stream = event_stream
-        self.account_data_stream = None  # set by the composition root (hs/server.py)
-        self.typing_stream = None  # hs/handlers/typing.py (in memory), set by the composition root
-        self.receipt_stream = None  # set by the composition root
-        self.presence_stream = None  # set by the composition root
-        self.to_device_stream = None  # set by the composition root
-        self.push_rules_stream = None  # set by the composition root
+        # StreamToken key -> position source (get_current_token()), added by the composition root.
+        self._sources = {"room": event_stream}
         # On a worker (hs/worker.py): (targets {replication stream: position}, timeout) -> whether
         # this process follows the master yet; waits until it has applied the targets.
         self.catch_up = None
@@ -69,22 +65,14 @@ class Streams:
         if not self.catch_up(targets, timeout):
             raise MatrixError(503, Codes.UNKNOWN, "This worker is not yet following the master; try again")
 
+    def add(self, key: str, source) -> None:
+        if key not in {f.name for f in fields(StreamToken)}:
+            raise ValueError(f"{key} is not a sync token key")
+        self._sources[key] = source
+
     def current_token(self) -> StreamToken:
-        # Only the room stream exists so far; the others stay 0 until they are built.
-        token = StreamToken(room=self.event_stream.get_current_token())
-        if self.account_data_stream is not None:
-            token = replace(token, account_data=self.account_data_stream.get_current_token())
-        if self.typing_stream is not None:
-            token = replace(token, typing=self.typing_stream.get_current_token())
-        if self.receipt_stream is not None:
-            token = replace(token, receipt=self.receipt_stream.get_current_token())
-        if self.presence_stream is not None:
-            token = replace(token, presence=self.presence_stream.get_current_token())
-        if self.to_device_stream is not None:
-            token = replace(token, to_device=self.to_device_stream.get_current_token())
-        if self.push_rules_stream is not None:
-            token = replace(token, push_rules=self.push_rules_stream.get_current_token())
-        return token
+        """Every stream's position now; a stream this process does not have reads as 0."""
+        return StreamToken(**{key: source.get_current_token() for key, source in self._sources.items()})
 
 
 @dataclass(frozen=True)
