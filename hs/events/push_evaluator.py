@@ -175,7 +175,12 @@ def evaluate(rules, event: dict, ctx: PushContext) -> list | None:
     rules in evaluation order."""
     if not isinstance(rules, CompiledRules):
         rules = compile_rules(rules)
+    # A plain loop, not all() over a generator: this runs for every rule of every member of a
+    # room for each event, and the generator's overhead was half the cost.
     for rule in rules:
-        if all(condition(event, ctx) for condition in rule.conditions):
+        for condition in rule.conditions:
+            if not condition(event, ctx):
+                break
+        else:
             return rule.actions if "notify" in rule.actions else None
     return None
