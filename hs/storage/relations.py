@@ -9,6 +9,7 @@ Every query here counts a child only if it is in the same room as asked, and not
 "when a child event is redacted then the relationship is broken" (Aggregations of child events).
 """
 
+from hs.caches import SingleFlight
 from hs.storage.database import Database
 
 # As EventStore.get_redactions: a redaction applies only within its own room.
@@ -31,6 +32,8 @@ def _until(until: Position | None) -> tuple[str, list]:
 class RelationStore:
     def __init__(self, db: Database):
         self.db = db
+        # One message wakes every member's parked /sync, and each bundles the same new events.
+        self._relation_type_reads = SingleFlight()
 
     # --- /relations ----------------------------------------------------------------------------
 
@@ -84,10 +87,10 @@ class RelationStore:
     def get_relation_types(self, parent_ids: list[str]) -> dict[str, set[str]]:
         """parent ID -> the aggregated relationship types pointing at it: one index lookup per
         page, so a page of events nobody related to costs nothing more."""
-        rows = self.db.execute(
+        rows = self._relation_type_reads.run(tuple(parent_ids), lambda: self.db.execute(
             "relation_types",
             "SELECT DISTINCT relates_to_id, relation_type FROM event_relations"
-            " WHERE relates_to_id = ANY(%s) AND relation_type = ANY(%s)", (parent_ids, list(AGGREGATED_TYPES)))
+            " WHERE relates_to_id = ANY(%s) AND relation_type = ANY(%s)", (parent_ids, list(AGGREGATED_TYPES))))
         found: dict[str, set[str]] = {}
         for parent_id, rel_type in rows:
             found.setdefault(parent_id, set()).add(rel_type)
