@@ -154,8 +154,8 @@ def _local_url(config, path: str) -> str:
 def _busy_binds(config) -> list[str]:
     """Binds another process holds now. Checked before starting: otherwise gunicorn retries the
     bind for seconds while whatever holds the port (another homeserver) answers our readiness
-    probe, and start would report success for a server that is about to exit. The replication and
-    metrics listeners, which the app itself binds, are checked too."""
+    probe, and start would report success for a server that is about to exit. The replication
+    listener, which the app itself binds, and the metrics listeners are checked too."""
     busy = []
     for addr, port in _http_binds(config, ("http", "replication", "metrics")):
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -170,7 +170,8 @@ def _busy_binds(config) -> list[str]:
 
 def _gunicorn_command(proc: "Process") -> list[str]:
     binds = []
-    for addr, port in _http_binds(proc.config):
+    # gunicorn serves `type: metrics` listeners too: the app answers only /metrics on their ports.
+    for addr, port in _http_binds(proc.config, ("http", "metrics")):
         binds += ["-b", f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"]
     # One gunicorn worker per process: the master's replication server, and a worker's replication
     # client, must live in the same hub as its HTTP app (scale out by adding worker processes);

@@ -115,8 +115,8 @@ def wait_idle(*pids: int, quiet_s: float = 0.3, limit_s: float = 120.0) -> float
 def fan_out_round(api, pids: list[int], clients: list[LongPoll], sender_token: str, room_id: str,
                   on_parked=None) -> dict:
     """Parks every client, sends one message through `api`, and times its arrival at each client;
-    `on_parked()` runs once every client is parked, before the send. CPU times ("fan_cpu": from the send to the last arrival, "park_cpu": parking everyone) and RSS
-    after the fan-out are per pid."""
+    `on_parked()` runs once every client is parked, before the send. CPU times ("fan_cpu": from the
+    send to the last arrival, "park_cpu": parking everyone) and RSS after the fan-out are per pid."""
     arrivals: dict[int, float] = {}
     sent = {}
     repolls = [0]

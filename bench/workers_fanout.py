@@ -134,12 +134,14 @@ def steady_sends(api: Api, token: str, room_id: str, rate: float, seconds: float
 
 
 def replication_window(master, synchrotron: WorkerProcess, pids: dict[str, int], api: Api, token: str,
-                       room_id: str, rate: float, seconds: float) -> dict:
+                       room_id: str, rate: float, seconds: float, on_busy=None) -> dict:
     """CPU seconds per process over a steady-send window (until the synchrotron applied the last
-    send), and over an idle window of the same length before it."""
+    send), and over an idle window of the same length before it; `on_busy()` runs between them."""
     idle_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     gevent.sleep(seconds)
     idle = {name: cpu_seconds(pid) - idle_before[name] for name, pid in pids.items()}
+    if on_busy is not None:
+        on_busy()
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     latencies = steady_sends(api, token, room_id, rate, seconds)
@@ -150,22 +152,38 @@ def replication_window(master, synchrotron: WorkerProcess, pids: dict[str, int],
             "send_p50": pct(latencies, 50), "send_p95": pct(latencies, 95)}
 
 
-def park_idle_clients(base_url: str, port: int, tokens: list[str], api: Api, room_id: str) -> tuple[list, list, list]:
-    """Joins `tokens` to room_id and parks each on /sync; (clients, their greenlets, bodies answered)."""
-    pool = gevent.pool.Pool(JOIN_CONCURRENCY)
-    pool.map(lambda token: join_room(api, token, room_id), tokens)
-    since = sync_position(api, tokens[0])
-    clients = [LongPoll("127.0.0.1", port, token) for token in tokens]
-    woken = []
+class IdleClients:
+    """Clients parked on /sync, each in a room of its own (sharing one, their presence would
+    wake each other), until release() answers each with a message of its own."""
 
-    def park(client: LongPoll) -> None:
+    def __init__(self, port: int, tokens: list[str], api: Api):
+        self.api = api
+        self.tokens = tokens
+        pool = gevent.pool.Pool(JOIN_CONCURRENCY)
+        self.rooms = pool.map(lambda token: api.call("POST", "/createRoom", token,
+                                                     json={"preset": "private_chat"})[0]["room_id"], tokens)
+        since = sync_position(api, tokens[0])
+        self.answered = []  # bodies of the responses they got
+        self._stopping = False
+        self._greenlets = [gevent.spawn(self._park, LongPoll("127.0.0.1", port, token), since) for token in tokens]
+
+    def _park(self, client: LongPoll, since: str) -> None:
         client.since = since
-        while True:
-            body, _ = client.sync(IDLE_POLL_MS)
-            client.since = json.loads(body)["next_batch"]
-            woken.append(body)
+        try:
+            while not self._stopping:
+                body, _ = client.sync(IDLE_POLL_MS)
+                client.since = json.loads(body)["next_batch"]
+                self.answered.append(body)
+        finally:
+            client.close()
 
-    return clients, [gevent.spawn(park, c) for c in clients], woken
+    def release(self) -> None:
+        """Ends every long-poll on the server too, so none stays parked for what runs next."""
+        self._stopping = True
+        pool = gevent.pool.Pool(JOIN_CONCURRENCY)
+        pool.map(lambda pair: send_message(self.api, *pair, "bye"), zip(self.tokens, self.rooms, strict=True))
+        gevent.joinall(self._greenlets, timeout=30)
+        gevent.killall(self._greenlets)
 
 
 def replication_cost(args, master, synchrotron, pids, api_master, proxy, sender_token, idle_tokens) -> list:
@@ -177,23 +195,18 @@ def replication_cost(args, master, synchrotron, pids, api_master, proxy, sender_
         print_replication(*rows[-1], args)
     if not idle_tokens:
         return rows
-    api_proxy = Api(proxy.base_url)
-    quiet = api_proxy.call("POST", "/createRoom", idle_tokens[0], json={"preset": "public_chat"})[0]["room_id"]
-    clients, greenlets, woken = park_idle_clients(proxy.base_url, proxy.port, idle_tokens, api_proxy, quiet)
+    idle = IdleClients(proxy.port, idle_tokens, Api(proxy.base_url))
     try:
         wait_idle(*pids.values())
         parked = synchrotron.metric("hs_notifier_parked_requests")
         for _ in range(args.replication_runs):
-            woken.clear()
             row = replication_window(master, synchrotron, pids, api_master, sender_token, room_id,
-                                     args.rate, args.seconds)
-            row["woken"] = len(woken)
+                                     args.rate, args.seconds, on_busy=idle.answered.clear)
+            row["woken"] = len(idle.answered)
             rows.append((f"{int(parked)} parked elsewhere", row))
             print_replication(*rows[-1], args)
     finally:
-        gevent.killall(greenlets)
-        for c in clients:
-            c.close()
+        idle.release()
     return rows
 
 
@@ -201,7 +214,7 @@ def print_replication(label: str, r: dict, args) -> None:
     core = lambda cpu: cpu / r["wall"] * 100  # noqa: E731
     parts = [f"{name} {core(r['busy'][name]):.1f}% (idle {r['idle'][name] / args.seconds * 100:.1f}%)"
              for name in r["busy"]]
-    woken = f", {r['woken']} idle clients woken" if "woken" in r else ""
+    woken = f", idle clients answered while sending: {r['woken']}" if "woken" in r else ""
     print(f"  replication, {label}: {r['sends']} sends in {r['wall']:.1f} s (send p50 {r['send_p50'] * 1000:.0f}"
           f" p95 {r['send_p95'] * 1000:.0f} ms){woken}; CPU as % of a core: " + ", ".join(parts), flush=True)
 
@@ -226,13 +239,10 @@ def fan_out(args, sizes, api, proxies, pids, sender_token, tokens, room_id, sync
                 clients = [LongPoll("127.0.0.1", proxy.port, t) for t in tokens[:m]]
                 for c in clients:
                     c.since = since
-                # Requests parked elsewhere (the replication part's idle clients, until they time out).
-                others = [s.metric("hs_notifier_parked_requests") for s in synchrotrons[:n]]
                 split = []
 
-                def count_parked(synchrotrons=synchrotrons[:n], others=others, split=split):
-                    split[:] = [int(s.metric("hs_notifier_parked_requests") - o) for s, o in zip(
-                        synchrotrons, others, strict=True)]
+                def count_parked(synchrotrons=synchrotrons[:n], split=split):
+                    split[:] = [int(s.metric("hs_notifier_parked_requests")) for s in synchrotrons]
                 try:
                     rounds = [fan_out_round(api, list(measured_pids.values()), clients, sender_token, room_id,
                                             on_parked=count_parked) for _ in range(args.rounds + 1)]

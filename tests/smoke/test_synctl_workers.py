@@ -138,8 +138,6 @@ def test_a_missing_worker_directory_is_named_and_nothing_is_generated_or_started
         synctl.cleanup()
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"),
-                    reason="HAProxy is not installed (apt-get install haproxy); CI installs it")
 def test_haproxy_from_synctl_serves_the_workers_and_sends_sync_only_to_synchrotrons(cluster):
     cluster.add_worker("synchrotron1", "apps.synchrotron")
     cluster.add_worker("client_reader1", "apps.client_reader")

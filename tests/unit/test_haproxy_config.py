@@ -5,6 +5,7 @@ The routing test puts small HTTP servers where the master and workers would list
 with its own name, so the test reads where HAProxy sent a request (the homeserver is not under test).
 """
 
+import functools
 import http.server
 import json
 import os
@@ -22,11 +23,19 @@ from hs.haproxy import LONG_POLL_TIMEOUT_S, haproxy_config
 from hs.worker_config import load_worker_dir
 from hs.worker_routes import ROUTES, serves
 from tests.harness import free_port
+from tests.workers.synctl_cluster import require_haproxy
 
 HAPROXY = "/usr/sbin/haproxy"
 SYNCTL = os.path.join(os.path.dirname(sys.executable), "synctl")
-needs_haproxy = pytest.mark.skipif(not os.path.exists(HAPROXY),
-                                   reason="HAProxy is not installed (apt-get install haproxy); CI installs it")
+
+
+def needs_haproxy(test):
+    """Fails (never skips) without HAProxy: CI installs it."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        require_haproxy()
+        return test(*args, **kwargs)
+    return run
 
 
 def write(path, data) -> str:

@@ -116,13 +116,17 @@ def running_cluster(**main_config):
         synctl.cleanup()
 
 
+def require_haproxy() -> None:
+    if not os.access(HAPROXY, os.X_OK):
+        pytest.fail(f"HAProxy is not installed at {HAPROXY}: these tests need Debian's package "
+                    "(apt-get install haproxy; .ci/run installs it)")
+
+
 @contextlib.contextmanager
 def running_haproxy(cluster: Cluster):
     """HAProxy on a free loopback port with the config `synctl haproxy-config -a DIR` prints for
     the cluster, serving once this yields its base URL; stopped by its pid on exit."""
-    if not os.access(HAPROXY, os.X_OK):
-        pytest.fail(f"HAProxy is not installed at {HAPROXY}: these tests need Debian's package "
-                    "(apt-get install haproxy; .ci/run installs it)")
+    require_haproxy()
     port = free_port()
     generated = cluster.synctl.run("haproxy-config", "-a", cluster.dir, "--bind", f"127.0.0.1:{port}", cluster.main)
     assert generated.returncode == 0, generated.stdout + generated.stderr
