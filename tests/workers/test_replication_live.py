@@ -142,3 +142,28 @@ def test_the_master_status_lists_positions_and_workers_report_theirs(cluster):
     worker_status = synchrotron.status()
     assert worker_status["app"] == "synchrotron" and worker_status["name"] == "sync1"
     assert set(worker_status["streams"]) == set(master_status["streams"])
+
+
+def test_a_push_rule_changed_on_the_master_reaches_the_synchrotrons_cached_rules(cluster):
+    master, synchrotron, _ = cluster
+    alice = new_user(master, "alice")
+    wait_caught_up(master, synchrotron)
+    since = sync(on(synchrotron, alice))["next_batch"]  # reads (and caches) alice's rules there
+    resp = alice.put("/pushrules/global/content/cheese", {"pattern": "cheese", "actions": ["notify"]})
+    assert resp.status_code == 200, resp.text
+    body = sync(on(synchrotron, alice), since=since, timeout=10000)
+    rules = next(e for e in body["account_data"]["events"] if e["type"] == "m.push_rules")
+    assert "cheese" in [r["rule_id"] for r in rules["content"]["global"]["content"]]
+
+
+def test_a_room_joined_on_the_master_shows_in_the_synchrotrons_next_sync(cluster):
+    # The synchrotron reuses a user's membership rows while the events stream shows no change.
+    master, synchrotron, _ = cluster
+    alice, bob = new_user(master, "alice"), new_user(master, "bob")
+    room_id = create(alice, preset="public_chat")
+    wait_caught_up(master, synchrotron)
+    since = sync(on(synchrotron, bob))["next_batch"]
+    since = sync(on(synchrotron, bob), since=since)["next_batch"]
+    assert bob.post(f"/join/{q(room_id)}", {}).status_code == 200
+    body = sync(on(synchrotron, bob), since=since, timeout=10000)
+    assert room_id in body["rooms"]["join"]
