@@ -43,8 +43,13 @@ class PasswordHasher:
     def verify(self, password_hash: str | None, password: str) -> bool:
         if not password_hash:
             return False
+        return gevent.get_hub().threadpool.apply(self._verify, (password_hash, password + self.pepper))
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        # In the pool's thread: an exception raised there would be printed by gevent as a crash
+        # for every wrong password.
         try:
-            return gevent.get_hub().threadpool.apply(self._hasher.verify, (password_hash, password + self.pepper))
+            return self._hasher.verify(password_hash, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
 
