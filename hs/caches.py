@@ -64,3 +64,51 @@ class SingleFlight:
             del self._running[key]
         result.set(value)
         return value
+
+
+class Batcher:
+    """Concurrent reads of different keys become one: `load(keys) -> {key: value}` runs for
+    every key asked for while the previous load was running. The first caller finds nothing
+    running and loads at once (no added latency); when one message wakes hundreds of parked
+    /sync requests, those arriving during that read share the next one."""
+
+    def __init__(self, load):
+        self._load = load
+        self._waiting: dict = {}  # key -> AsyncResult, for the next load
+        self._running = False
+
+    def get(self, key):
+        result = self._waiting.get(key)
+        if result is None:
+            result = self._waiting[key] = gevent.event.AsyncResult()
+        if not self._running:
+            self._run_once()
+        return result.get()
+
+    def _run_once(self) -> None:
+        """Loads what is waiting; what arrived meanwhile is loaded by a greenlet of its own, so
+        this caller returns with its answer."""
+        self._running = True
+        batch, self._waiting = self._waiting, {}
+        try:
+            values = self._load(list(batch))
+        except Exception as e:
+            for result in batch.values():
+                result.set_exception(e)
+        except BaseException:
+            # This caller was killed (its client went away): the others must not wait forever.
+            for result in batch.values():
+                result.set_exception(RuntimeError("batched read interrupted"))
+            raise
+        else:
+            for key, result in batch.items():
+                result.set(values.get(key))
+        finally:
+            self._running = False
+            if self._waiting:
+                self._running = True
+                gevent.spawn(self._run_next)
+
+    def _run_next(self) -> None:
+        self._running = False
+        self._run_once()

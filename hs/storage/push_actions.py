@@ -6,19 +6,17 @@ receipt covers every row of the room up to its event, a threaded one only the ro
 thread ('main' for the main timeline).
 """
 
+from hs.caches import Batcher
 from hs.storage.database import Database
 
 RECEIPT_TYPES = ["m.read", "m.read.private"]
 
 # Each room's latest receipt position per thread ('' for unthreaded) of one user.
-_READ_UPTO = ("SELECT room_id, thread_id, MAX(event_stream_ordering) AS pos FROM receipts"
-              " WHERE user_id = %(user)s AND receipt_type = ANY(%(types)s) AND room_id = ANY(%(rooms)s)"
-              " GROUP BY room_id, thread_id")
-
 
 class PushActionStore:
     def __init__(self, db: Database):
         self.db = db
+        self._unread_batches = Batcher(self._get_unread_counts_batch)
 
     @staticmethod
     def insert_txn(cur, room_id: str, event_id: str, stream_ordering: int, topological_ordering: int,
@@ -42,25 +40,41 @@ class PushActionStore:
 
     def get_unread_counts(self, user_id: str, room_ids: list[str], upto: int) -> dict[str, dict[str, tuple]]:
         """{room_id: {thread_id: (notification_count, highlight_count)}} of the unread rows at or
-        before stream position `upto`, for all the rooms in one query (rooms and threads with
-        nothing unread are absent)."""
+        before stream position `upto` (rooms and threads with nothing unread are absent). The
+        requests of users woken together (one message, a room's members) share one query."""
         if not room_ids:
             return {}
+        return self._unread_batches.get((user_id, tuple(room_ids), upto))
+
+    def _get_unread_counts_batch(self, keys: list[tuple]) -> dict[tuple, dict]:
+        pairs = {(user_id, room_id, upto) for user_id, room_ids, upto in keys for room_id in room_ids}
+        users, rooms, uptos = (list(column) for column in zip(*pairs, strict=True))
         rows = self.db.execute(
             "push_action_unread_counts",
-            f"WITH r AS ({_READ_UPTO})"
-            " SELECT a.room_id, a.thread_id, COUNT(*) FILTER (WHERE a.notif), COUNT(*) FILTER (WHERE a.highlight)"
-            " FROM event_push_actions a"
-            " LEFT JOIN r u ON u.room_id = a.room_id AND u.thread_id = ''"
-            " LEFT JOIN r t ON t.room_id = a.room_id AND t.thread_id = a.thread_id"
-            " WHERE a.user_id = %(user)s AND a.room_id = ANY(%(rooms)s) AND a.stream_ordering <= %(upto)s"
-            " AND a.stream_ordering > GREATEST(COALESCE(u.pos, 0), COALESCE(t.pos, 0))"
-            " GROUP BY a.room_id, a.thread_id",
-            {"user": user_id, "rooms": room_ids, "types": RECEIPT_TYPES, "upto": upto})
-        counts: dict[str, dict[str, tuple]] = {}
-        for room_id, thread_id, notifs, highlights in rows:
-            counts.setdefault(room_id, {})[thread_id] = (notifs, highlights)
-        return counts
+            "WITH q AS (SELECT * FROM unnest(%(users)s::text[], %(rooms)s::text[], %(uptos)s::bigint[])"
+            "           AS q(user_id, room_id, upto)),"
+            " r AS (SELECT c.user_id, c.room_id, c.thread_id, MAX(c.event_stream_ordering) AS pos FROM receipts c"
+            "       WHERE c.receipt_type = ANY(%(types)s)"
+            "       AND (c.user_id, c.room_id) IN (SELECT user_id, room_id FROM q)"
+            "       GROUP BY c.user_id, c.room_id, c.thread_id)"
+            " SELECT q.user_id, q.room_id, q.upto, a.thread_id,"
+            "        COUNT(*) FILTER (WHERE a.notif), COUNT(*) FILTER (WHERE a.highlight)"
+            " FROM q JOIN event_push_actions a ON a.user_id = q.user_id AND a.room_id = q.room_id"
+            "   AND a.stream_ordering <= q.upto"
+            " LEFT JOIN r u ON u.user_id = a.user_id AND u.room_id = a.room_id AND u.thread_id = ''"
+            " LEFT JOIN r t ON t.user_id = a.user_id AND t.room_id = a.room_id AND t.thread_id = a.thread_id"
+            " WHERE a.stream_ordering > GREATEST(COALESCE(u.pos, 0), COALESCE(t.pos, 0))"
+            " GROUP BY q.user_id, q.room_id, q.upto, a.thread_id",
+            {"users": users, "rooms": rooms, "uptos": uptos, "types": RECEIPT_TYPES})
+        found: dict[tuple, dict] = {}
+        for user_id, room_id, upto, thread_id, notifs, highlights in rows:
+            found.setdefault((user_id, room_id, upto), {})[thread_id] = (notifs, highlights)
+        result = {}
+        for key in keys:
+            user_id, room_ids, upto = key
+            result[key] = {room_id: found[(user_id, room_id, upto)] for room_id in room_ids
+                           if (user_id, room_id, upto) in found}
+        return result
 
     def get_notifications(self, user_id: str, before: int | None, limit: int,
                           only_highlight: bool) -> list[tuple]:

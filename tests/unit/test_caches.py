@@ -36,3 +36,43 @@ def test_every_cache_the_homeserver_builds_declares_its_source():
     EventStore(db=None, state_store=state)
     assert REGISTRY
     assert all(cache.invalidated_by for cache in REGISTRY.values())
+
+
+def test_batcher_loads_the_first_key_at_once_and_the_keys_asked_meanwhile_together():
+    import gevent
+
+    from hs.caches import Batcher
+    loads = []
+
+    def load(keys):
+        loads.append(sorted(keys))
+        gevent.sleep(0.01)  # a query in flight
+        return {k: k * 10 for k in keys}
+
+    batcher = Batcher(load)
+    greenlets = [gevent.spawn(batcher.get, k) for k in (1, 2, 3, 4)]
+    gevent.joinall(greenlets, timeout=2)
+    assert [g.value for g in greenlets] == [10, 20, 30, 40]
+    assert loads == [[1], [2, 3, 4]]
+
+
+def test_a_failed_batch_fails_every_caller_in_it_and_the_next_batch_still_runs():
+    import gevent
+
+    from hs.caches import Batcher
+    calls = []
+
+    def load(keys):
+        calls.append(sorted(keys))
+        gevent.sleep(0.01)
+        if 2 in keys:
+            raise ValueError("boom")
+        return {k: k for k in keys}
+
+    batcher = Batcher(load)
+    first = gevent.spawn(batcher.get, 1)
+    second, third = gevent.spawn(batcher.get, 2), gevent.spawn(batcher.get, 3)
+    gevent.joinall([first, second, third], timeout=2)
+    assert first.value == 1
+    assert isinstance(second.exception, ValueError) and isinstance(third.exception, ValueError)
+    assert batcher.get(5) == 5
