@@ -175,10 +175,12 @@ def _gunicorn_command(proc: "Process") -> list[str]:
         binds += ["-b", f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"]
     # One gunicorn worker per process: the master's replication server, and a worker's replication
     # client, must live in the same hub as its HTTP app (scale out by adding worker processes);
-    # thousands of connections, since /sync long-polls park there. synctl controls processes by
-    # signal, so no control socket (gunicorn's default path would be shared by every process).
+    # thousands of connections, since /sync long-polls park there. Each process gets its own
+    # control socket beside its pid file (gunicorn's default path would be shared by every process
+    # on the host); synctl itself controls processes by signal.
+    pid_file = os.path.abspath(proc.pid_file)
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "10000",
-            "--no-control-socket", "--graceful-timeout", "10", "--pid", os.path.abspath(proc.pid_file),
+            "--control-socket", pid_file + ".ctl", "--graceful-timeout", "10", "--pid", pid_file,
             *binds, proc.app]
 
 

@@ -7,6 +7,7 @@ Every pid synctl starts is recorded and stopped in the fixture's teardown whatev
 
 import os
 import re
+import stat
 import time
 
 import pytest
@@ -42,6 +43,8 @@ def test_synctl_a_starts_master_and_workers_reports_status_restarts_one_and_stop
         argv = _cmdline(pids[name])
         assert f"apps.{name[:-1]}:app" in argv and "--worker-connections 10000" in argv
         assert len(_children(pids[name])) == 1
+        # Its own gunicorn control socket, beside its pid file.
+        assert stat.S_ISSOCK(os.stat(os.path.join(cluster.dir, f"{name}.pid.ctl")).st_mode)
 
     # The processes serve together: an account made on the master syncs on the synchrotron.
     alice = Client(Running(cluster.master_url)).register("alice")
