@@ -69,15 +69,26 @@ def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: s
         "frontend matrix",
         f"    bind {_bind(bind)}",
     ]
+    # Synchrotrons with `worker_initial_sync_pool: true` take the syncs without `since`, while
+    # the others remain for the long-polls; with only pool members, they take every sync.
+    initial = [w for w in by_type.get("synchrotron", []) if w.worker_initial_sync_pool]
+    if initial and len(initial) < len(by_type["synchrotron"]):
+        by_type["synchrotron"] = [w for w in by_type["synchrotron"] if not w.worker_initial_sync_pool]
+        out += [f"    use_backend synchrotron_initial if {{ path_reg {regex} }} !{{ url_param(since) -m found }}"
+                for methods, regex in ROUTES["synchrotron"] if regex.endswith("/sync$")]
+    else:
+        initial = []
     for kind in by_type:
         for methods, regex in ROUTES[kind]:
             method_acl = f"{{ method {' '.join(methods)} }} " if methods else ""
             out.append(f"    use_backend {kind} if {method_acl}{{ path_reg {regex} }}")
     out += ["    default_backend master", "", "backend master",
             f"    server master {_address(main_config.listeners)} check"]
+    if initial:
+        by_type["synchrotron_initial"] = initial
     for kind, group in by_type.items():
         out += ["", f"backend {kind}"]
-        if kind == "synchrotron":
+        if kind.startswith("synchrotron"):
             out += [
                 "    # One device's /sync keeps reaching the same instance: hash the access token, from the",
                 "    # Authorization header or, for clients that send it so, the access_token query parameter.",

@@ -97,6 +97,11 @@ class WorkerConfig(HomeServerConfig):
                               "listener, e.g. [{type: http, port: 8083, resources: [{names: [client]}]}]")
         self.worker_listeners = self.read_listeners(top, "worker_listeners", ("http", "metrics"))
         self.worker_daemonize = top.get("worker_daemonize", bool, False)
+        # A synchrotron kept for initial syncs (no `since`): those are heavy, and on their own
+        # instances they do not hold up the long-polls of clients already synced.
+        self.worker_initial_sync_pool = top.get("worker_initial_sync_pool", bool, False)
+        if self.worker_initial_sync_pool and self.worker_app != "synchrotron":
+            top.fail("worker_initial_sync_pool", "false (only a synchrotron can serve initial syncs)", True)
         pid_file = top.get("worker_pid_file", str, None)
         self.worker_pid_file = _abs(worker_dir, pid_file) if pid_file else None
         log_config = top.get("worker_log_config", str, None)

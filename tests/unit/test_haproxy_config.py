@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from hs.config import load_config
+from hs.config import ConfigError, load_config
 from hs.haproxy import LONG_POLL_TIMEOUT_S, haproxy_config
 from hs.worker_config import load_worker_dir
 from hs.worker_routes import ROUTES, serves
@@ -259,3 +259,30 @@ def test_haproxy_keeps_one_access_tokens_sync_on_one_synchrotron_and_spreads_tok
 @needs_haproxy
 def test_haproxy_tells_the_worker_the_clients_address(proxied):
     assert proxied("GET", "/_matrix/client/v3/sync")["xff"] == "127.0.0.1"
+
+
+@needs_haproxy
+def test_initial_syncs_go_to_the_initial_sync_pool_and_long_polls_to_the_other_synchrotrons(tmp_path):
+    main, directory, ports = make_layout(tmp_path, {"sync1": "synchrotron", "sync2": "synchrotron"})
+    with open(os.path.join(directory, "sync2.yaml")) as f:
+        data = yaml.safe_load(f)
+    write(tmp_path / "workers" / "sync2.yaml", dict(data, worker_initial_sync_pool=True))
+    text = haproxy_config(load_config(main), load_worker_dir(directory, main)[1], "127.0.0.1:8080")
+    assert "backend synchrotron_initial" in text
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    check = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    initial_backend = text.split("\nbackend synchrotron_initial\n", 1)[1]
+    assert "server sync2 " in initial_backend and "server sync1 " not in initial_backend
+    incremental_backend = text.split("\nbackend synchrotron\n", 1)[1].split("\nbackend ", 1)[0]
+    assert "server sync1 " in incremental_backend and "server sync2 " not in incremental_backend
+
+
+def test_only_a_synchrotron_may_be_in_the_initial_sync_pool(tmp_path):
+    main, directory, _ = make_layout(tmp_path, {"reader": "client_reader"})
+    with open(os.path.join(directory, "reader.yaml")) as f:
+        data = yaml.safe_load(f)
+    write(tmp_path / "workers" / "reader.yaml", dict(data, worker_initial_sync_pool=True))
+    with pytest.raises(ConfigError, match="worker_initial_sync_pool"):
+        load_worker_dir(directory, main)
