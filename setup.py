@@ -27,7 +27,8 @@ setup(
         "test": [
             "pytest>=8",
             "requests>=2.31",
-            "matrix-nio>=0.25",
+            # The e2e extra (vodozemac, prebuilt wheels) for the encryption tests.
+            "matrix-nio[e2e]>=0.25",
             "signedjson>=1.1",
             "canonicaljson>=2.0",
             "jsonschema>=4.18",

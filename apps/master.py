@@ -14,6 +14,8 @@ from hs.api.client import (
     devices,
     directory,
     filter,
+    keys,
+    keys_changes,
     legacy_sync,
     login,
     membership,
@@ -26,6 +28,7 @@ from hs.api.client import (
     register,
     relations,
     reports,
+    room_keys,
     room_summary,
     room_upgrade,
     rooms,
@@ -55,6 +58,9 @@ RESOURCE_MODULES += (pushers,)
 RESOURCE_MODULES += (to_device, legacy_sync)
 RESOURCE_MODULES += (push_rules,)
 RESOURCE_MODULES += (notifications,)
+RESOURCE_MODULES += (keys,)
+RESOURCE_MODULES += (room_keys,)
+RESOURCE_MODULES += (keys_changes,)
 
 
 def create_app(config_path: str):

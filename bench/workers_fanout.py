@@ -234,8 +234,9 @@ def fan_out(args, sizes, api, proxies, pids, sender_token, tokens, room_id, sync
         since = sync_position(api, sender_token)
         for _ in range(args.repeats):
             for n, proxy in enumerate(proxies, 1):
+                # The bench's own clients share the cores too: its CPU is shown beside the servers'.
                 measured_pids = {"master": pids["master"], **{f"sync{i}": pids[f"sync{i}"] for i in range(1, n + 1)},
-                                 "haproxy": proxy.proc.pid}
+                                 "haproxy": proxy.proc.pid, "bench": os.getpid()}
                 clients = [LongPoll("127.0.0.1", proxy.port, t) for t in tokens[:m]]
                 for c in clients:
                     c.since = since
@@ -287,6 +288,8 @@ def main() -> int:
     parser.add_argument("--idle-clients", type=int, default=200, help="clients parked elsewhere, second line")
     parser.add_argument("--skip", choices=("replication", "fan-out"), help="leave one part out")
     parser.add_argument("--cp-max", type=int, default=5, help="each process's database pool size")
+    parser.add_argument("--no-presence", action="store_true",
+                        help="presence off (its updates wake every member of a shared room: see repolls)")
     args = parser.parse_args()
     sizes = sorted(int(m) for m in args.members.split(",")) if args.skip != "fan-out" else [0]
     raise_open_files_limit()
@@ -301,7 +304,8 @@ def main() -> int:
         create_database(base_dsn, db_name)
         dsn = make_dsn(base_dsn, db_name)
         master = master_with_replication(dsn, server_name=SERVER_NAME,
-                                         database={"name": "psycopg2", "args": {"dsn": dsn, "cp_max": args.cp_max}})
+                                         database={"name": "psycopg2", "args": {"dsn": dsn, "cp_max": args.cp_max}},
+                                         presence={"enabled": not args.no_presence})
         master.start()
         synchrotrons = [WorkerProcess(master, "synchrotron", f"synchrotron{i}") for i in (1, 2)]
         for s in synchrotrons:
@@ -330,7 +334,7 @@ def main() -> int:
             api = Api(proxies[0].base_url)
             room_id = api.call("POST", "/createRoom", sender_token, json={"preset": "public_chat"})[0]["room_id"]
             results = fan_out(args, sizes, api, proxies, pids, sender_token, tokens, room_id, synchrotrons)
-            report(results, postgres.note)
+            report(results, postgres.note + ("; presence off" if args.no_presence else ""))
         return 0
     finally:
         for process in reversed(started):
@@ -349,10 +353,11 @@ def report(results: list[dict], pg_note: str) -> None:
     print()
     print(f"Fan-out through HAProxy; {pg_note}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'M':>6}{'sync':>5}{'p50 ms':>8}{'p95 ms':>8}{'best p95':>9}{'max ms':>8}"
-          f"{'master':>8}{'sync1':>7}{'sync2':>7}{'haproxy':>8}   RSS MB master/sync1/sync2")
+          f"{'master':>8}{'sync1':>7}{'sync2':>7}{'haproxy':>8}{'bench':>7}   RSS MB master/sync1/sync2")
     for r in results:
-        cpu = [r["cpu"].get(name) for name in ("master", "sync1", "sync2", "haproxy")]
-        cells = "".join(f"{'-' if c is None else round(c * 1000):>{w}}" for c, w in zip(cpu, (8, 7, 7, 8), strict=True))
+        cpu = [r["cpu"].get(name) for name in ("master", "sync1", "sync2", "haproxy", "bench")]
+        cells = "".join(f"{'-' if c is None else round(c * 1000):>{w}}" for c, w in zip(cpu, (8, 7, 7, 8, 7),
+                                                                                         strict=True))
         rss = "/".join(f"{r['rss'][name]:.0f}" for name in ("master", "sync1", "sync2") if name in r["rss"])
         print(f"{r['m']:>6}{r['n']:>5}{r['p50'] * 1000:>8.0f}{r['p95'] * 1000:>8.0f}{r['best_p95'] * 1000:>9.0f}"
               f"{r['max'] * 1000:>8.0f}{cells}   {rss}")

@@ -247,6 +247,26 @@ class HomeServer:
                                                   StreamWriteNotifier(self.notifier, self.to_device_stream))
         self.sync.to_device = DeviceInbox(self.to_device_store)
 
+        # Device lists: a row per change of a user's device list; /sync's device_lists and
+        # GET /keys/changes say whose keys to refetch. Every path that adds, deletes or renames
+        # a device (or uploads its keys) reports it here.
+        from hs.handlers.device_lists import DeviceListReader, DeviceListWriter
+        from hs.storage.device_lists import DeviceListStore
+        self.device_list_store = DeviceListStore(db)
+        self.device_list_stream = self._position("device_lists", "device_lists_stream", "stream_id")
+        self.streams.add("device_list", self.device_list_stream)
+        self.device_lists = DeviceListReader(self.device_list_store)
+        self.device_list_writer = DeviceListWriter(self.device_list_store, self.device_list_stream,
+                                                   StreamWriteNotifier(self.notifier, self.device_list_stream),
+                                                   self.rooms)
+        devices_changed = self.device_list_writer.user_devices_changed
+        self.sessions.devices_added_listeners.append(devices_changed)
+        self.sessions.devices_deleted_listeners.append(devices_changed)
+        self.device_handler.devices_deleted_listeners.append(devices_changed)
+        self.device_handler.device_renamed_listeners.append(devices_changed)
+        self.account.devices_deleted_listeners.append(devices_changed)
+        self.sync.device_lists = self.device_lists
+
         # The deprecated /events and /initialSync, built from what /sync reads.
         from hs.handlers.legacy_sync import LegacySyncHandler
         self.legacy_sync = LegacySyncHandler(self.streams, self.notifier, self.sync.room_sync, self.sync_store,
@@ -277,6 +297,21 @@ class HomeServer:
         self.event_creation.persisted_listeners.append(self.push_action_writer.on_persisted)
         self.push_action_reader = PushActionReader(self.push_action_store, self.events, self.room_reads)
         self.sync.push_actions = self.push_action_reader
+
+        # End-to-end encryption keys: read anywhere (queries, /sync's counts); uploads and claims
+        # are the master's.
+        from hs.handlers.e2e_keys import E2eKeysHandler, E2eKeysReader
+        from hs.storage.e2e_keys import E2eKeyWriteStore
+        self.e2e_key_store = E2eKeyWriteStore(db)
+        self.e2e_keys_reader = E2eKeysReader(config.server_name, self.e2e_key_store)
+        self.e2e_keys = E2eKeysHandler(config.server_name, self.e2e_key_store)
+        self.sync.e2e_keys = self.e2e_keys_reader
+        self.e2e_keys.device_keys_changed_listeners.append(self.device_list_writer.user_devices_changed)
+
+        # Server-side key backups (/room_keys): plain per-user storage, no stream.
+        from hs.handlers.key_backup import KeyBackupHandler
+        from hs.storage.key_backup import KeyBackupStore
+        self.key_backup = KeyBackupHandler(KeyBackupStore(db))
 
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what

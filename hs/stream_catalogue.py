@@ -49,4 +49,6 @@ def build_catalogue(hs) -> list[Stream]:
         Stream("to_device", hs.to_device_stream, hs.to_device_store.get_stream_rows, wake_users),
         Stream("push_rules", hs.push_rules_stream, hs.push_rule_store.get_stream_rows, on_push_rules),
         Stream("pushers", hs.pusher_stream, hs.pusher_store.get_stream_rows),
+        # As presence: whoever shares a room with the user may track their device list.
+        Stream("device_lists", hs.device_list_stream, hs.device_list_store.get_stream_rows, on_presence),
     ]

@@ -15,7 +15,8 @@ CATCH_UP_WAIT_S = 10.0
 # Sync token key -> replication stream. Typing is left out: a typing position ahead of this
 # process (a token from before a master restart) already reads as now.
 _REPLICATED_KEYS = {"room": "events", "presence": "presence", "receipt": "receipts",
-                    "account_data": "account_data", "push_rules": "push_rules", "to_device": "to_device"}
+                    "account_data": "account_data", "push_rules": "push_rules", "to_device": "to_device",
+                    "device_list": "device_lists"}
 
 
 @dataclass(frozen=True)

@@ -84,5 +84,6 @@ class AdminRegistrationHandler:
                 raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
             return self.sessions.create_session_txn(cur, user_id, None, None, False)
         result = self.db.run_txn("admin_register", txn)
+        self.sessions.devices_added(user_id)
         result["home_server"] = self.config.server_name
         return result

@@ -21,6 +21,8 @@ class DeviceHandler:
         self.uia = uia
         # Called with the user ID after devices were deleted (pushers go with their device).
         self.devices_deleted_listeners = []
+        # Called with the user ID after a device's display name was set (its device list changed).
+        self.device_renamed_listeners = []
 
     def list_devices(self, requester) -> list[dict]:
         return [d.to_json(requester.user_id) for d in self.devices.get_devices(requester.user_id)]
@@ -44,6 +46,8 @@ class DeviceHandler:
             return
         if not _may_exist(device_id) or not self.devices.set_display_name(requester.user_id, device_id, name):
             raise MatrixError(404, Codes.NOT_FOUND, "Device not found")
+        for listener in self.device_renamed_listeners:
+            listener(requester.user_id)
 
     def delete_devices(self, req, requester, body: dict, device_ids: list) -> None:
         if not all(isinstance(d, str) for d in device_ids):

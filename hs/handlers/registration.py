@@ -98,6 +98,8 @@ class RegistrationHandler:
                 return {"user_id": user_id}
             return self.sessions.create_session_txn(cur, user_id, device_id, display_name, want_refresh)
         result = self.db.run_txn("register", txn)
+        if not inhibit_login:
+            self.sessions.devices_added(user_id)
         result["home_server"] = self.config.server_name
         return result
 
@@ -125,6 +127,7 @@ class RegistrationHandler:
             AccountStore.insert_user_txn(cur, user_id, None, now_ms(), is_guest=True)
             return self.sessions.create_session_txn(cur, user_id, None, display_name, False)
         result = self.db.run_txn("register_guest", txn)
+        self.sessions.devices_added(user_id)
         result["home_server"] = self.config.server_name
         return result
 

@@ -38,6 +38,9 @@ class SessionHandler:
         self._dummy_password_hash = None
         # Called with the user ID after a logout deleted devices (pushers go with their device).
         self.devices_deleted_listeners = []
+        # Called with the user ID after a session's device was created (or logged in again), once
+        # committed: the user's device list changed. Registration calls devices_added itself.
+        self.devices_added_listeners = []
 
     def create_session_txn(self, cur, user_id, device_id, display_name, want_refresh) -> dict:
         """Inside the caller's transaction, so a registration and its first session commit together."""
@@ -47,8 +50,15 @@ class SessionHandler:
         return self._issue_tokens_txn(cur, user_id, device_id, want_refresh, now)[0]
 
     def create_session(self, user_id, device_id, display_name, want_refresh) -> dict:
-        return self.db.run_txn("create_session", self.create_session_txn, user_id, device_id, display_name,
-                               want_refresh)
+        result = self.db.run_txn("create_session", self.create_session_txn, user_id, device_id, display_name,
+                                 want_refresh)
+        self.devices_added(user_id)
+        return result
+
+    def devices_added(self, user_id: str) -> None:
+        """For callers of create_session_txn, after their transaction committed."""
+        for listener in self.devices_added_listeners:
+            listener(user_id)
 
     def _issue_tokens_txn(self, cur, user_id, device_id, want_refresh, now) -> tuple[dict, int | None]:
         """The response body of a new session, and the id of its refresh token if it has one."""

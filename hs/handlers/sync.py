@@ -11,8 +11,8 @@ with nothing in it parks again for the rest of the timeout.
 
 The rooms are built in hs/handlers/sync_rooms.py; account data (global and per joined room) comes
 from hs/handlers/account_data.py, presence from hs/handlers/presence.py, to-device messages from
-hs/handlers/to_device.py. Device lists and one-time key counts are present and empty until their
-streams exist.
+hs/handlers/to_device.py, device lists from hs/handlers/device_lists.py, one-time key counts and
+fallback key types from hs/handlers/e2e_keys.py.
 """
 
 import time
@@ -41,7 +41,8 @@ class _SyncResult:
     @property
     def is_empty(self) -> bool:
         return (not any(self.body["rooms"].values()) and not self.body["account_data"]["events"]
-                and not self.body["presence"]["events"] and not self.body["to_device"]["events"])
+                and not self.body["presence"]["events"] and not self.body["to_device"]["events"]
+                and not any(self.body["device_lists"].values()))
 
 
 class SyncHandler:
@@ -56,6 +57,8 @@ class SyncHandler:
         self.to_device = None  # hs/handlers/to_device.py (DeviceInbox), set by the composition root
         self.push_rules = None  # hs/handlers/push_rules.py (PushRulesReader), set by the composition root
         self.push_actions = None  # hs/handlers/push_actions.py (PushActionReader), set by the composition root
+        self.e2e_keys = None  # hs/handlers/e2e_keys.py (E2eKeysReader), set by the composition root
+        self.device_lists = None  # hs/handlers/device_lists.py (DeviceListReader), set by the composition root
 
     def sync(self, requester, *, since: str | None, timeout_ms: int, full_state: bool, sync_filter) -> dict:
         """The /sync response. `since` is the raw token (400 M_INVALID_PARAM when malformed)."""
@@ -87,7 +90,16 @@ class SyncHandler:
             # Timed out, but the streams moved on (in rooms the user is not in): hand out the
             # newest position, so the next sync does not scan the same range again.
             result = self._compute(requester, since_token, full_state, sync_filter)
+        else:
+            # Key counts do not wake a sync, but its answer carries them as they are now.
+            self._add_key_counts(result.body, requester)
         return result.body
+
+    def _add_key_counts(self, body: dict, requester) -> None:
+        if self.e2e_keys is not None:
+            (body["device_one_time_keys_count"],
+             body["device_unused_fallback_key_types"]) = self.e2e_keys.sync_counts(requester.user_id,
+                                                                                  requester.device_id)
 
     def _compute(self, requester, since: StreamToken | None, full_state: bool, sync_filter) -> _SyncResult:
         now = self.streams.current_token()
@@ -133,6 +145,12 @@ class SyncHandler:
                                                           since and since.to_device, now.to_device)
             body["to_device"]["events"] = events
             body["next_batch"] = str(replace(StreamToken.parse(body["next_batch"]), to_device=position))
+        if self.device_lists is not None and since is not None:
+            # As Synapse: an initial sync lists nothing (the client fetches every key it needs).
+            body["device_lists"] = self.device_lists.changes(requester.user_id, since, now)
+        # In every response, and not counted in is_empty: as in Synapse, a claim of this device's
+        # keys does not by itself wake its parked sync.
+        self._add_key_counts(body, requester)
         return _SyncResult(body, now, joined_room_ids)
 
 

@@ -94,7 +94,8 @@ def test_initial_sync_matches_the_spec_and_holds_the_joined_room(homeserver):
     assert [e["type"] for e in body["account_data"]["events"]] == ["m.push_rules"]
     assert body["to_device"] == {"events": []}
     assert body["device_lists"] == {"changed": [], "left": []}
-    assert body["device_one_time_keys_count"] == {} and body["device_unused_fallback_key_types"] == []
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert body["device_unused_fallback_key_types"] == []
 
 
 def test_initial_sync_state_is_the_state_at_the_start_of_the_timeline(homeserver):
