@@ -11,6 +11,7 @@ from hs.api.client import (
     account,
     account_data,
     capabilities,
+    cross_signing,
     devices,
     directory,
     filter,
@@ -61,6 +62,7 @@ RESOURCE_MODULES += (notifications,)
 RESOURCE_MODULES += (keys,)
 RESOURCE_MODULES += (room_keys,)
 RESOURCE_MODULES += (keys_changes,)
+RESOURCE_MODULES += (cross_signing,)
 
 
 def create_app(config_path: str):

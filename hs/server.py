@@ -308,6 +308,14 @@ class HomeServer:
         self.sync.e2e_keys = self.e2e_keys_reader
         self.e2e_keys.device_keys_changed_listeners.append(self.device_list_writer.user_devices_changed)
 
+        # Cross-signing keys and signatures: /keys/query sections anywhere, uploads on the master.
+        from hs.handlers.cross_signing import CrossSigningHandler, CrossSigningReader
+        from hs.storage.cross_signing import CrossSigningStore
+        self.cross_signing_store = CrossSigningStore(db)
+        self.e2e_keys_reader.query_extenders.append(CrossSigningReader(self.cross_signing_store).extend_query)
+        self.cross_signing = CrossSigningHandler(self.cross_signing_store, self.e2e_key_store, self.uia)
+        self.cross_signing.keys_changed_listeners.append(self.device_list_writer.user_devices_changed)
+
         # Server-side key backups (/room_keys): plain per-user storage, no stream.
         from hs.handlers.key_backup import KeyBackupHandler
         from hs.storage.key_backup import KeyBackupStore
