@@ -168,3 +168,19 @@ def sync(client: Client, **params) -> dict:
     resp = client.get("/sync", params=params)
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+def park_sync(client: Client, since: str, timeout_ms: int = 20000) -> tuple:
+    """A /sync parked on a thread: (thread, result), where result gets "body" and "at" (the
+    monotonic time its answer arrived). Checks that it is still parked half a second later."""
+    result = {}
+
+    def parked():
+        result["body"] = sync(client, since=since, timeout=timeout_ms)
+        result["at"] = time.monotonic()
+
+    thread = threading.Thread(target=parked)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the sync returned before anything happened"
+    return thread, result

@@ -1,14 +1,13 @@
 """A master and real worker processes over real replication: what is written on the master
 reaches clients of the workers, and the workers survive what goes wrong."""
 
-import threading
 import time
 
 import pytest
 import requests
 
-from tests.harness import create, new_user, q
-from tests.workers.cluster import WorkerProcess, master_with_replication, on, sync, wait_caught_up
+from tests.harness import Client, create, new_user, q
+from tests.workers.cluster import WorkerProcess, master_with_replication, on, park_sync, sync, wait_caught_up
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +35,7 @@ def test_a_message_sent_on_the_master_wakes_a_sync_parked_on_the_synchrotron(clu
     room_id = create(alice)
     wait_caught_up(master, synchrotron)
     alice_sync = on(synchrotron, alice)
-    since = sync(alice_sync)["next_batch"]
-    result = {}
-
-    def parked():
-        result["body"] = sync(alice_sync, since=since, timeout=20000)
-        result["at"] = time.monotonic()
-
-    thread = threading.Thread(target=parked)
-    thread.start()
-    time.sleep(0.5)
+    thread, result = park_sync(alice_sync, sync(alice_sync)["next_batch"])
     sent = alice.put(f"/rooms/{q(room_id)}/send/m.room.message/t1", {"msgtype": "m.text", "body": "hi"})
     sent_at = time.monotonic()
     thread.join(30)
@@ -167,3 +157,21 @@ def test_a_room_joined_on_the_master_shows_in_the_synchrotrons_next_sync(cluster
     assert bob.post(f"/join/{q(room_id)}", {}).status_code == 200
     body = sync(on(synchrotron, bob), since=since, timeout=10000)
     assert room_id in body["rooms"]["join"]
+
+
+def test_a_login_on_the_master_wakes_a_room_mates_sync_parked_on_the_synchrotron(cluster):
+    # The device_lists stream: a new device is a device list change for everyone in a room with it.
+    master, synchrotron, _ = cluster
+    alice, bob = new_user(master, "dlw"), new_user(master, "dlw")
+    room_id = create(alice, preset="public_chat")
+    assert bob.post(f"/rooms/{q(room_id)}/join", {}).status_code == 200
+    wait_caught_up(master, synchrotron)
+    bob_sync = on(synchrotron, bob)
+    thread, result = park_sync(bob_sync, sync(bob_sync)["next_batch"])
+    Client(master).login(alice.user_id.split(":")[0][1:])
+    logged_in_at = time.monotonic()
+    thread.join(30)
+    assert result["body"]["device_lists"] == {"changed": [alice.user_id], "left": []}
+    assert result["at"] - logged_in_at < 2.0
+    wait_caught_up(master, synchrotron)
+    assert synchrotron.status()["streams"]["device_lists"] > 0
