@@ -3,15 +3,14 @@ reads /sync's `device_lists.changed`, marks the user for a key query, and its ke
 finds the new device, which is how an encrypting client learns whom to send room keys to."""
 
 import contextlib
-import tempfile
 
 import pytest
 
 pytest.importorskip("vodozemac", reason="matrix-nio's e2e extra (vodozemac) is not installed")
 
-from nio import AsyncClient, AsyncClientConfig, KeysQueryResponse, LoginResponse, SyncResponse
+from nio import KeysQueryResponse, SyncResponse
 
-from tests.client.test_nio_e2e_keys import PASSWORD, run, two_clients_in_an_encrypted_room, upload_keys
+from tests.client.test_nio_e2e_keys import login_another_device, run, two_clients_in_an_encrypted_room, upload_keys
 
 
 def test_nio_queries_the_keys_of_a_room_mates_new_device(homeserver):
@@ -25,13 +24,7 @@ def test_nio_queries_the_keys_of_a_room_mates_new_device(homeserver):
         assert set(alice.device_store[bob.user_id].keys()) == {bob.device_id}
 
         async with contextlib.AsyncExitStack() as stack:
-            store = stack.enter_context(tempfile.TemporaryDirectory())
-            laptop = AsyncClient(homeserver.base_url, bob.user_id, store_path=store,
-                                 config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False))
-            stack.push_async_callback(laptop.close)
-            logged_in = await laptop.login(PASSWORD, device_name="bob's laptop")
-            assert isinstance(logged_in, LoginResponse), logged_in
-            await upload_keys(laptop)
+            laptop = await login_another_device(stack, homeserver.base_url, bob.user_id, "bob's laptop")
 
             synced = await alice.sync(timeout=0, since=alice.next_batch)
             assert isinstance(synced, SyncResponse), synced

@@ -17,6 +17,7 @@ from nio import (
     KeysClaimResponse,
     KeysQueryResponse,
     KeysUploadResponse,
+    LoginResponse,
     RegisterResponse,
     RoomCreateResponse,
     RoomMessageText,
@@ -54,6 +55,20 @@ async def upload_keys(client: AsyncClient) -> KeysUploadResponse:
     resp = await client.keys_upload()
     assert isinstance(resp, KeysUploadResponse), resp
     return resp
+
+
+async def login_another_device(stack: contextlib.AsyncExitStack, base_url: str, user_id: str,
+                               name: str) -> AsyncClient:
+    """A second encrypted device of `user_id`, logged in and with its keys uploaded; closed (and
+    its store removed) with `stack`."""
+    store = stack.enter_context(tempfile.TemporaryDirectory())
+    device = AsyncClient(base_url, user_id, store_path=store,
+                         config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False))
+    stack.push_async_callback(device.close)
+    logged_in = await device.login(PASSWORD, device_name=name)
+    assert isinstance(logged_in, LoginResponse), logged_in
+    await upload_keys(device)
+    return device
 
 
 async def two_clients_in_an_encrypted_room(new_user) -> tuple[AsyncClient, AsyncClient, str]:

@@ -4,7 +4,6 @@ through /sync's `device_lists.changed` and gets the room key, and a user who lea
 shared with another shows up in that user's `device_lists.left`."""
 
 import contextlib
-import tempfile
 import time
 
 import pytest
@@ -13,9 +12,7 @@ pytest.importorskip("vodozemac", reason="matrix-nio's e2e extra (vodozemac) is n
 
 from nio import (
     AsyncClient,
-    AsyncClientConfig,
     KeysQueryResponse,
-    LoginResponse,
     MegolmEvent,
     RoomLeaveResponse,
     RoomMessageText,
@@ -23,7 +20,7 @@ from nio import (
     SyncResponse,
 )
 
-from tests.client.test_nio_e2e_keys import PASSWORD, run, two_clients_in_an_encrypted_room, upload_keys
+from tests.client.test_nio_e2e_keys import login_another_device, run, two_clients_in_an_encrypted_room, upload_keys
 
 
 async def send_text(sender: AsyncClient, room_id: str, body: str) -> str:
@@ -77,13 +74,7 @@ def test_a_device_that_logs_in_later_decrypts_and_a_leaver_is_in_device_lists_le
         assert set(alice.device_store[bob.user_id]) == {bob.device_id}
 
         async with contextlib.AsyncExitStack() as stack:
-            store = stack.enter_context(tempfile.TemporaryDirectory())
-            laptop = AsyncClient(homeserver.base_url, bob.user_id, store_path=store,
-                                 config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False))
-            stack.push_async_callback(laptop.close)
-            logged_in = await laptop.login(PASSWORD, device_name="bob's laptop")
-            assert isinstance(logged_in, LoginResponse), logged_in
-            await upload_keys(laptop)
+            laptop = await login_another_device(stack, homeserver.base_url, bob.user_id, "bob's laptop")
             synced = await laptop.sync(timeout=0, full_state=True)
             assert isinstance(synced, SyncResponse), synced
 
