@@ -315,11 +315,15 @@ class HomeServer:
         self.e2e_keys_reader.query_extenders.append(CrossSigningReader(self.cross_signing_store).extend_query)
         self.cross_signing = CrossSigningHandler(self.cross_signing_store, self.e2e_key_store, self.uia)
         self.cross_signing.keys_changed_listeners.append(self.device_list_writer.user_devices_changed)
+        self.account.deactivated_listeners.append(self.cross_signing_store.delete_user_keys)
 
         # Server-side key backups (/room_keys): plain per-user storage, no stream.
         from hs.handlers.key_backup import KeyBackupHandler
         from hs.storage.key_backup import KeyBackupStore
-        self.key_backup = KeyBackupHandler(KeyBackupStore(db))
+        self.key_backup_store = KeyBackupStore(db)
+        self.key_backup = KeyBackupHandler(self.key_backup_store)
+        # As Synapse: a deactivated account's backups are gone (its devices' keys went with them).
+        self.account.deactivated_listeners.append(self.key_backup_store.delete_user_backups)
 
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what

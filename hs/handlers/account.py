@@ -21,6 +21,7 @@ class AccountHandler:
         self.rooms = rooms
         self.membership = membership
         self.devices_deleted_listeners = []  # called with the user ID after devices were deleted
+        self.deactivated_listeners = []  # called with the user ID once the account is deactivated
 
     def change_password(self, req, requester, body: dict) -> None:
         if not self.config.password_enabled:
@@ -58,6 +59,8 @@ class AccountHandler:
             DeviceStore.delete_devices_txn(cur, requester.user_id, None)
         self.db.run_txn("deactivate", txn)
         self._devices_deleted(requester.user_id)
+        for listener in self.deactivated_listeners:
+            listener(requester.user_id)
         self._leave_all_rooms(requester)
         # erase=true asks that the user's messages be hidden from people who join later (Synapse
         # marks the user erased and redacts their events on read); nothing here does that yet,

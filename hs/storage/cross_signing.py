@@ -47,3 +47,11 @@ class CrossSigningStore:
                             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (target_user_id, target_id,"
                             " signer_user_id, signer_key_id) DO UPDATE SET signature = EXCLUDED.signature", row)
         self.db.run_txn("add_cross_signing_signatures", txn)
+
+    def delete_user_keys(self, user_id: str) -> None:
+        """A deactivated account's cross-signing keys, and the signatures made by or on them."""
+        def txn(cur):
+            cur.execute("DELETE FROM e2e_cross_signing_keys WHERE user_id = %s", (user_id,))
+            cur.execute("DELETE FROM e2e_cross_signing_signatures WHERE signer_user_id = %s OR target_user_id = %s",
+                        (user_id, user_id))
+        self.db.run_txn("delete_cross_signing_keys", txn)

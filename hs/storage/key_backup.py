@@ -230,3 +230,11 @@ class KeyBackupStore:
     def _bump_etag(cur, user_id: str, number: int) -> None:
         cur.execute("UPDATE e2e_room_keys_versions SET etag = etag + 1 WHERE user_id = %s AND version = %s",
                     (user_id, number))
+
+    def delete_user_backups(self, user_id: str) -> None:
+        """A deactivated account's backups: its keys go, its versions stay marked deleted (a
+        version number is never handed out twice)."""
+        def txn(cur):
+            cur.execute("DELETE FROM e2e_room_keys WHERE user_id = %s", (user_id,))
+            cur.execute("UPDATE e2e_room_keys_versions SET deleted = TRUE WHERE user_id = %s", (user_id,))
+        self.db.run_txn("delete_user_backups", txn)

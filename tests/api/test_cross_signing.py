@@ -7,6 +7,7 @@ import pytest
 from signedjson.key import encode_verify_key_base64
 from signedjson.sign import sign_json
 
+from tests.api.test_devices import start_uia
 from tests.api.test_e2e_keys import Device
 from tests.api.test_response_schemas import assert_matches_spec
 from tests.api.test_sync import assert_error, create, post, sync
@@ -202,3 +203,11 @@ def test_signing_keys_and_signatures_show_the_user_in_a_room_mates_device_lists(
 def test_cross_signing_endpoints_need_an_access_token(homeserver, alice, path):
     alice.client.access_token = None
     assert_error(alice.client.post(path, {}), 401, "M_MISSING_TOKEN")
+
+
+def test_deactivating_the_account_deletes_its_cross_signing_keys(db_dsn, alice):
+    assert alice.upload_keys().status_code == 200
+    session = start_uia(alice.client, "POST", "/account/deactivate", {})
+    resp = alice.client.post("/account/deactivate", {"auth": dict(uia_password(alice), session=session)})
+    assert resp.status_code == 200, resp.text
+    assert stored_key_types(db_dsn, alice.user_id) == []

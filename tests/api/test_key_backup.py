@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.api.test_devices import password_auth, start_uia
 from tests.api.test_response_schemas import assert_matches_spec
 from tests.api.test_sync import assert_error
 from tests.harness import Client, new_user, q, query
@@ -437,3 +438,14 @@ def test_concurrent_uploads_of_one_session_keep_the_best_key(user):
     assert statuses == [200] * 10
     assert get_session(user, version).json() == key(first_message_index=0, tag="0")
     assert version_info(user)["count"] == 1
+
+
+def test_deactivating_the_account_deletes_its_backups(user, db_dsn):
+    version = new_version(user)
+    assert put_session(user, version, key()).status_code == 200
+    session = start_uia(user, "POST", "/account/deactivate", {})
+    resp = user.post("/account/deactivate", {"auth": password_auth(session, user.user_id)})
+    assert resp.status_code == 200, resp.text
+    assert query(db_dsn, "SELECT count(*) FROM e2e_room_keys WHERE user_id = %s", (user.user_id,)) == [(0,)]
+    assert query(db_dsn, "SELECT bool_and(deleted) FROM e2e_room_keys_versions WHERE user_id = %s",
+                 (user.user_id,)) == [(True,)]
