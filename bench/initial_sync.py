@@ -21,8 +21,6 @@ import statistics
 import sys
 import time
 
-import psycopg2
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -37,7 +35,6 @@ from bench.room_size import (
     send_message,
 )
 from tests.harness import HomeserverProcess
-from tests.pg import create_database, drop_database, make_dsn, unique_name
 
 TALKERS = 3
 LAZY = json.dumps({"room": {"state": {"lazy_load_members": True}}})
@@ -75,12 +72,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = Postgres()
-    server = db_name = None
+    server = None
     try:
-        base_dsn = postgres.start()
-        db_name = unique_name("hs_bench")
-        create_database(base_dsn, db_name)
-        dsn = make_dsn(base_dsn, db_name)
+        dsn = postgres.new_database()
         server = HomeserverProcess(dsn, server_name=SERVER_NAME)
         server.start()
         print(f"homeserver pid {server.proc.pid} on {server.base_url}; log {server.log_path}", flush=True)
@@ -118,11 +112,6 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
-        if db_name is not None and postgres.base_dsn:
-            try:
-                drop_database(postgres.base_dsn, db_name)
-            except psycopg2.Error as e:
-                print(f"could not drop {db_name}: {e}", file=sys.stderr)
         postgres.stop()
 
 

@@ -314,6 +314,7 @@ class Postgres:
     def __init__(self):
         self.base_dsn = os.environ.get("TEST_PG_DSN")
         self.data_dir = None
+        self.databases: list[str] = []
         self.note = "PostgreSQL from TEST_PG_DSN (its own settings)"
 
     def start(self) -> str:
@@ -330,7 +331,23 @@ class Postgres:
         self.note = "embedded PostgreSQL, fsync off"
         return self.base_dsn
 
+    def new_database(self) -> str:
+        """The DSN of a new, empty database for this run (starting the server first if needed);
+        stop() drops it."""
+        base_dsn = self.start()
+        name = unique_name("hs_bench")
+        create_database(base_dsn, name)
+        self.databases.append(name)
+        return make_dsn(base_dsn, name)
+
     def stop(self) -> None:
+        """Drops the run's databases, then stops the embedded server if this started one."""
+        for name in self.databases:
+            try:
+                drop_database(self.base_dsn, name)
+            except psycopg2.Error as e:
+                print(f"could not drop {name}: {e}", file=sys.stderr)
+        self.databases = []
         if self.data_dir is not None:
             stop_embedded_postgres(self.data_dir)  # pg_ctl stop on the postmaster of this directory
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -353,12 +370,9 @@ def main() -> int:
     # SIGTERM unwinds like Ctrl-C, so the finally blocks below stop what was started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = Postgres()
-    server = db_name = None
+    server = None
     try:
-        base_dsn = postgres.start()
-        db_name = unique_name("hs_bench")
-        create_database(base_dsn, db_name)
-        dsn = make_dsn(base_dsn, db_name)
+        dsn = postgres.new_database()
         server = HomeserverProcess(dsn, server_name=SERVER_NAME)
         server.start()  # migrates the new database
         print(f"homeserver pid {server.proc.pid} on {server.base_url}; log {server.log_path}", flush=True)
@@ -391,11 +405,6 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()  # SIGTERM to its process group, by pid
-        if db_name is not None and postgres.base_dsn:
-            try:
-                drop_database(postgres.base_dsn, db_name)
-            except psycopg2.Error as e:
-                print(f"could not drop {db_name}: {e}", file=sys.stderr)
         postgres.stop()
 
 

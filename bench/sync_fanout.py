@@ -37,7 +37,6 @@ import time
 
 import gevent
 import gevent.pool
-import psycopg2
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -45,7 +44,6 @@ sys.path.insert(0, REPO)
 from bench.common import LongPoll, fan_out_round, gunicorn_worker_pid, raise_open_files_limit
 from bench.room_size import SERVER_NAME, Api, Postgres, create_users, join_room, pct
 from tests.harness import HomeserverProcess
-from tests.pg import create_database, drop_database, make_dsn, unique_name
 
 JOIN_CONCURRENCY = 16
 
@@ -66,12 +64,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = Postgres()
-    server = db_name = None
+    server = None
     try:
-        base_dsn = postgres.start()
-        db_name = unique_name("hs_bench")
-        create_database(base_dsn, db_name)
-        dsn = make_dsn(base_dsn, db_name)
+        dsn = postgres.new_database()
         server = HomeserverProcess(dsn, server_name=SERVER_NAME,
                                    database={"name": "psycopg2", "args": {"dsn": dsn, "cp_max": args.cp_max}})
         server.start()
@@ -124,11 +119,6 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
-        if db_name is not None and postgres.base_dsn:
-            try:
-                drop_database(postgres.base_dsn, db_name)
-            except psycopg2.Error as e:
-                print(f"could not drop {db_name}: {e}", file=sys.stderr)
         postgres.stop()
 
 

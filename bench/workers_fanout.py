@@ -42,7 +42,6 @@ import time
 
 import gevent
 import gevent.pool
-import psycopg2
 import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +53,6 @@ from hs.config import load_config
 from hs.haproxy import haproxy_config
 from hs.worker_config import load_worker_config
 from tests.harness import free_port
-from tests.pg import create_database, drop_database, make_dsn, unique_name
 from tests.workers.cluster import WorkerProcess, master_with_replication, wait_caught_up
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -296,13 +294,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = Postgres()
-    master = db_name = None
+    master = None
     started: list = []
     try:
-        base_dsn = postgres.start()
-        db_name = unique_name("hs_bench")
-        create_database(base_dsn, db_name)
-        dsn = make_dsn(base_dsn, db_name)
+        dsn = postgres.new_database()
         master = master_with_replication(dsn, server_name=SERVER_NAME,
                                          database={"name": "psycopg2", "args": {"dsn": dsn, "cp_max": args.cp_max}},
                                          presence={"enabled": not args.no_presence})
@@ -341,11 +336,6 @@ def main() -> int:
             process.stop()
         if master is not None:
             master.stop()
-        if db_name is not None and postgres.base_dsn:
-            try:
-                drop_database(postgres.base_dsn, db_name)
-            except psycopg2.Error as e:
-                print(f"could not drop {db_name}: {e}", file=sys.stderr)
         postgres.stop()
 
 
