@@ -365,16 +365,25 @@ class HomeServerConfig:
         return f"http://{host}:{http.port}/"
 
 
-def load_config(path: str) -> HomeServerConfig:
+def read_yaml(path: str, missing: str = "no such file") -> dict:
+    """A config file's top-level mapping ({} for an empty file), or a ConfigError naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (run `synctl generate --server-name NAME` to write one)") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return HomeServerConfig(path, data if data is not None else {})
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str) -> HomeServerConfig:
+    return HomeServerConfig(path, read_yaml(path, "no such file (run `synctl generate --server-name NAME` to write one)"))

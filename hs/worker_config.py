@@ -9,9 +9,7 @@ import glob
 import os
 import re
 
-import yaml
-
-from hs.config import ConfigError, HomeServerConfig, _Section, load_config
+from hs.config import ConfigError, HomeServerConfig, _Section, load_config, read_yaml
 
 WORKER_TYPES = ("synchrotron", "client_reader", "federation_reader", "media_repository", "pusher", "appservice")
 MASTER = "master"
@@ -35,26 +33,9 @@ def normalise_worker_app(value, path: str) -> str:
                       f"(or Synapse's synapse.app.<type>), or apps.master in a synctl -a directory; got {value!r}")
 
 
-def _read_yaml(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it: {e.strerror}") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level: expected a mapping, got {type(data).__name__}")
-    return data
-
-
 def read_worker_app(path: str) -> str:
     """The normalised worker_app of a worker file (MASTER for a file that stands for the master)."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if data.get("worker_app") is None:
         raise ConfigError(f"{path}: worker_app: this key is required")
     return normalise_worker_app(data["worker_app"], path)
@@ -65,7 +46,7 @@ class WorkerConfig(HomeServerConfig):
 
     def __init__(self, worker_path: str, data: dict, main_config: HomeServerConfig):
         self.main_config = main_config
-        main_data = _read_yaml(main_config.config_path)
+        main_data = read_yaml(main_config.config_path)
         merged = {k: v for k, v in main_data.items() if not str(k).startswith("worker_")}
         merged.update(data)
         try:
@@ -135,7 +116,7 @@ def load_worker_config(worker_path: str, main_path: str, main_config: HomeServer
     """The validated config of the worker ``worker_path`` runs, over the main homeserver.yaml at ``main_path``."""
     if main_config is None:
         main_config = load_config(main_path)
-    return WorkerConfig(worker_path, _read_yaml(worker_path), main_config)
+    return WorkerConfig(worker_path, read_yaml(worker_path), main_config)
 
 
 def load_worker_dir(directory: str, main_path: str) -> tuple[bool, list[WorkerConfig]]:
