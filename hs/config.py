@@ -153,6 +153,7 @@ class HomeServerConfig:
         self._read_database(top)
         self._read_registration(top)
         self._read_limits(top)
+        self._read_media(top)
         self._warn_unknown(data)
 
     def _abs(self, value):
@@ -176,8 +177,6 @@ class HomeServerConfig:
         if self.log_config:
             self.log_config = self._abs(self.log_config)
         self.log_file = self._abs(top.get("log_file", str, "homeserver.log"))
-        self.media_store_path = self._abs(top.get("media_store_path", str, "media_store"))
-        self.max_upload_size = top.size("max_upload_size", "50M")
         self.default_room_version = str(top.get("default_room_version", (str, int), "12",
                                                 expected="a room version such as \"12\""))
         if self.default_room_version not in KNOWN_ROOM_VERSIONS:
@@ -337,6 +336,49 @@ class HomeServerConfig:
         self.rc_login_failed_attempts = login.rate_limit("failed_attempts", 0.17, 3)
         self.max_request_body_size = top.size("max_request_body_size", "10M")
 
+    def _read_media(self, top: _Section):
+        """The media repository's keys, as Synapse names them."""
+        self.media_store_path = self._abs(top.get("media_store_path", str, "media_store"))
+        self.max_upload_size = top.size("max_upload_size", "50M")
+        # Media uploaded while this is on can't be fetched from the unauthenticated
+        # /_matrix/media/v3 download and thumbnail endpoints (the spec's "freeze").
+        self.enable_authenticated_media = top.get("enable_authenticated_media", bool, True)
+        self.max_pending_media_uploads = top.get("max_pending_media_uploads", int, 5)
+        if self.max_pending_media_uploads < 1:
+            top.fail("max_pending_media_uploads", "an integer of at least 1", self.max_pending_media_uploads)
+        self.unused_expiration_time_ms = top.duration_ms("unused_expiration_time", "24h")
+        self.max_image_pixels = top.size("max_image_pixels", "32M")
+        self.dynamic_thumbnails = top.get("dynamic_thumbnails", bool, False)
+        self.thumbnail_sizes = self._read_thumbnail_sizes(top)
+        self.url_preview_enabled = top.get("url_preview_enabled", bool, False)
+        if self.url_preview_enabled:
+            top.fail("url_preview_enabled", "false (URL previews are not built yet)", True)
+        retention = top.section("media_retention")
+        # None keeps media for ever, Synapse's default.
+        self.media_retention_local_ms = retention.duration_ms("local_media_lifetime", None)
+        self.media_retention_remote_ms = retention.duration_ms("remote_media_lifetime", None)
+
+    _DEFAULT_THUMBNAIL_SIZES = [{"width": 32, "height": 32, "method": "crop"},
+                                {"width": 96, "height": 96, "method": "crop"},
+                                {"width": 320, "height": 240, "method": "scale"},
+                                {"width": 640, "height": 480, "method": "scale"},
+                                {"width": 800, "height": 600, "method": "scale"}]
+
+    def _read_thumbnail_sizes(self, top: _Section) -> list:
+        """``thumbnail_sizes``: [{width, height, method: crop|scale}], made when an image is uploaded."""
+        sizes = []
+        for i, item in enumerate(top.get("thumbnail_sizes", list, self._DEFAULT_THUMBNAIL_SIZES)):
+            sect = _Section(top.path, item, f"thumbnail_sizes[{i}]")
+            width, height = sect.get("width", int), sect.get("height", int)
+            for key, value in (("width", width), ("height", height)):
+                if not 0 < value <= 10000:
+                    sect.fail(key, "an integer between 1 and 10000", value)
+            method = sect.get("method", str, "scale")
+            if method not in ("crop", "scale"):
+                sect.fail("method", "crop or scale", method)
+            sizes.append({"width": width, "height": height, "method": method})
+        return sizes
+
     _KNOWN_KEYS = {
         "server_name", "public_baseurl", "serve_server_wellknown", "data_dir", "pid_file", "signing_key_path",
         "key_refresh_interval", "log_config", "log_file", "media_store_path", "max_upload_size",
@@ -346,6 +388,8 @@ class HomeServerConfig:
         "nonrefreshable_access_token_lifetime", "ui_auth", "login_via_existing_session", "rc_message",
         "rc_registration", "rc_login", "max_request_body_size",
         "enable_media_repo", "start_pushers", "notify_appservices", "replication_secret",
+        "enable_authenticated_media", "max_pending_media_uploads", "unused_expiration_time", "max_image_pixels",
+        "dynamic_thumbnails", "thumbnail_sizes", "url_preview_enabled", "media_retention",
     }
 
     def _warn_unknown(self, data: dict):

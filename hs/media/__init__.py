@@ -1,0 +1,1 @@
+"""Media repository pieces with no database: the file store and the thumbnailer."""
