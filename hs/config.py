@@ -154,6 +154,7 @@ class HomeServerConfig:
         self._read_registration(top)
         self._read_limits(top)
         self._read_media(top)
+        self._read_app_services(top)
         self._warn_unknown(data)
 
     def _abs(self, value):
@@ -358,6 +359,16 @@ class HomeServerConfig:
         self.media_retention_local_ms = retention.duration_ms("local_media_lifetime", None)
         self.media_retention_remote_ms = retention.duration_ms("remote_media_lifetime", None)
 
+    def _read_app_services(self, top: _Section):
+        """Each registration file is read and validated now, so a bad one stops the start with its name."""
+        from hs.appservice.registration import load_app_services  # it reads files with this module's helpers
+        paths = top.get("app_service_config_files", list, [])
+        for i, path in enumerate(paths):
+            if not isinstance(path, str) or not path:
+                top.fail(f"app_service_config_files[{i}]", "a path to a registration file", path)
+        self.app_service_config_files = [self._abs(p) for p in paths]
+        self.app_services = load_app_services(self.server_name, self.app_service_config_files)
+
     _DEFAULT_THUMBNAIL_SIZES = [{"width": 32, "height": 32, "method": "crop"},
                                 {"width": 96, "height": 96, "method": "crop"},
                                 {"width": 320, "height": 240, "method": "scale"},
@@ -390,6 +401,7 @@ class HomeServerConfig:
         "enable_media_repo", "start_pushers", "notify_appservices", "replication_secret",
         "enable_authenticated_media", "max_pending_media_uploads", "unused_expiration_time", "max_image_pixels",
         "dynamic_thumbnails", "thumbnail_sizes", "url_preview_enabled", "media_retention",
+        "app_service_config_files",
     }
 
     def _warn_unknown(self, data: dict):

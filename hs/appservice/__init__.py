@@ -1,0 +1,1 @@
+"""Application services: registrations, and (with their issue) transactions and queries."""
