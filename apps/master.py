@@ -12,6 +12,7 @@ from hs.api.client import (
     account_data,
     capabilities,
     cross_signing,
+    dehydrated_device,
     devices,
     directory,
     filter,
@@ -63,6 +64,7 @@ RESOURCE_MODULES += (keys,)
 RESOURCE_MODULES += (room_keys,)
 RESOURCE_MODULES += (keys_changes,)
 RESOURCE_MODULES += (cross_signing,)
+RESOURCE_MODULES += (dehydrated_device,)
 
 
 def create_app(config_path: str):

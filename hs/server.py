@@ -325,6 +325,14 @@ class HomeServer:
         # As Synapse: a deactivated account's backups are gone (its devices' keys went with them).
         self.account.deactivated_listeners.append(self.key_backup_store.delete_user_backups)
 
+        # Dehydrated devices (MSC3814): a tokenless device whose keys go through the key upload
+        # and whose inbox is the to-device one; replacing or deleting it changes the device list.
+        from hs.handlers.dehydrated_devices import DehydratedDeviceHandler
+        from hs.storage.dehydrated_devices import DehydratedDeviceStore
+        self.dehydrated_devices = DehydratedDeviceHandler(DehydratedDeviceStore(db), self.devices, self.e2e_keys,
+                                                          self.to_device_store, self.to_device_stream)
+        self.dehydrated_devices.devices_changed_listeners.append(self.device_list_writer.user_devices_changed)
+
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what
         replication has applied on a worker."""

@@ -34,7 +34,7 @@ def test_versions_lists_spec_versions_and_unstable_features_without_auth(homeser
     assert isinstance(body["versions"], list) and body["versions"]
     assert all(isinstance(v, str) for v in body["versions"])
     assert {"r0.6.1", "v1.1", "v1.12"} <= set(body["versions"])
-    assert body["unstable_features"] == {}
+    assert body["unstable_features"] == {"org.matrix.msc3814": True}
 
 
 def test_versions_ignores_an_invalid_access_token(homeserver):
