@@ -5,7 +5,7 @@ HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
 
 import os
 
-from hs.api import admin, admin_tokens, server_key, wellknown
+from hs.api import admin, admin_tokens, media, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import (
     account,
@@ -65,6 +65,8 @@ RESOURCE_MODULES += (room_keys,)
 RESOURCE_MODULES += (keys_changes,)
 RESOURCE_MODULES += (cross_signing,)
 RESOURCE_MODULES += (dehydrated_device,)
+# The media repository, unless a media_repository worker serves it instead.
+MEDIA_RESOURCE_MODULES = (media,)
 
 
 def create_app(config_path: str):
@@ -75,6 +77,9 @@ def create_app(config_path: str):
     app = build_app(hs.auth, config)
     for module in RESOURCE_MODULES:
         module.register(app, hs)
+    if config.enable_media_repo:
+        for module in MEDIA_RESOURCE_MODULES:
+            module.register(app, hs)
     start_replication(hs, app)
     return app
 

@@ -333,6 +333,20 @@ class HomeServer:
                                                           self.to_device_store, self.to_device_stream)
         self.dehydrated_devices.devices_changed_listeners.append(self.device_list_writer.user_devices_changed)
 
+        # The media repository: built in every process, since the media_repository worker
+        # writes its own tables and files; apps/master.py serves it when enable_media_repo.
+        from hs.handlers.media import MediaHandler
+        from hs.media.filestore import MediaFileStore
+        from hs.storage.media import MediaStore
+        self.media_files = MediaFileStore(config.media_store_path)
+        self.media_store = MediaStore(db)
+        self.media = MediaHandler(config, self.media_store, self.media_files)
+        from hs.handlers.thumbnails import ThumbnailHandler
+        from hs.storage.media_thumbnails import ThumbnailStore
+        self.thumbnail_store = ThumbnailStore(db)
+        self.thumbnails = ThumbnailHandler(config, self.media_store, self.thumbnail_store, self.media_files)
+        self.media.uploaded_listeners.append(self.thumbnails.pregenerate)
+
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what
         replication has applied on a worker."""

@@ -78,15 +78,18 @@ def _unescape_param(value: str) -> str:
     return _ESCAPE.sub(lambda m: "%" if m.group(1) == "25" else "/", value)
 
 
-# Which listener resource (`resources: [{names: [...]}]`) serves a path, by prefix.
-_RESOURCE_PREFIXES = (("/_matrix/client/", "client"), ("/_synapse/", "client"), ("/.well-known/", "client"),
-                      ("/_matrix/federation/", "federation"), ("/_matrix/key/", "federation"),
-                      ("/_matrix/media/", "media"), ("/metrics", "metrics"),
-                      ("/_hs/replication/", "replication"), ("/_hs/status", "status"))
+# Which listener resources (`resources: [{names: [...]}]`) serve a path, by prefix (the first
+# that matches). As in Synapse, `client` and `federation` listeners serve the media API too, and
+# a `media` listener serves the client API's media paths.
+_RESOURCE_PREFIXES = (("/_matrix/client/v1/media/", {"client", "media"}),
+                      ("/_matrix/client/", {"client"}), ("/_synapse/", {"client"}), ("/.well-known/", {"client"}),
+                      ("/_matrix/federation/", {"federation"}), ("/_matrix/key/", {"federation"}),
+                      ("/_matrix/media/", {"media", "client", "federation"}), ("/metrics", {"metrics"}),
+                      ("/_hs/replication/", {"replication"}), ("/_hs/status", {"status"}))
 
 
-def _resource_name(path: str) -> str | None:
-    return next((name for prefix, name in _RESOURCE_PREFIXES if path.startswith(prefix)), None)
+def _resource_names(path: str) -> set:
+    return next((names for prefix, names in _RESOURCE_PREFIXES if path.startswith(prefix)), set())
 
 
 class MatrixMiddleware:
@@ -118,9 +121,9 @@ class MatrixMiddleware:
             resp.complete = True
             return
         served = self.resources_by_port.get(req.env.get("SERVER_PORT"))
-        name = _resource_name(req.path)
+        names = _resource_names(req.path)
         # Every listener answers /_hs/status (to loopback peers only: see hs/api/status.py).
-        if served is not None and name != "status" and name not in served:
+        if served is not None and "status" not in names and not names & served:
             raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
 
     def _client_ip(self, req):

@@ -4,6 +4,7 @@ import json
 import re
 
 import falcon
+from gunicorn.http.errors import ParseException
 
 from hs.errors import Codes, MatrixError
 from hs.events.canonical_json import decode_json
@@ -22,6 +23,13 @@ def _has_lone_surrogate(value) -> bool:
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
     """The raw body, refused with M_TOO_LARGE past `limit` without reading more than limit+1 bytes."""
+    return b"".join(body_chunks(req, limit, chunk_size=limit + 1))
+
+
+def body_chunks(req: falcon.Request, limit: int, chunk_size: int = 1 << 16):
+    """The body as an iterator of chunks of at most `chunk_size` bytes, for bodies too big to
+    hold in memory. M_TOO_LARGE (413) at once when Content-Length says more than `limit`, else
+    as soon as more than `limit` bytes have arrived (having read at most limit+1)."""
     length = req.content_length
     if length is not None and length > limit:
         raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
@@ -31,16 +39,27 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
         stream = req.stream
     else:
         stream = req.bounded_stream
-    chunks, size = [], 0
-    while size <= limit:
-        chunk = stream.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
-    return b"".join(chunks)
+
+    def chunks():
+        size = 0
+        while True:
+            try:
+                chunk = stream.read(min(chunk_size, limit + 1 - size))
+            except (OSError, ParseException):
+                # The client went away mid-body (gunicorn's NoMoreData is an OSError) or its
+                # chunked encoding is broken: its fault, and nothing was stored.
+                raise MatrixError(400, Codes.UNKNOWN, "Incomplete or malformed request body") from None
+            if not chunk:
+                if length is not None and size < length:
+                    # WSGI streams end quietly at EOF: a short body would pass for a whole one.
+                    raise MatrixError(400, Codes.UNKNOWN, "Incomplete or malformed request body")
+                return
+            size += len(chunk)
+            if size > limit:
+                raise MatrixError(413, Codes.TOO_LARGE, f"Request body exceeds {limit} bytes")
+            yield chunk
+
+    return chunks()
 
 
 def json_body(req: falcon.Request, *, allow_empty: bool = False) -> dict:
