@@ -34,6 +34,8 @@ setup(
             "signedjson>=1.1",
             "canonicaljson>=2.0",
             "jsonschema>=4.18",
+            # A real SMTP server for the email notification and 3PID tests.
+            "aiosmtpd>=1.4",
         ],
     },
     entry_points={"console_scripts": ["synctl=synctl:main"]},

@@ -5,7 +5,7 @@ HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
 
 import os
 
-from hs.api import admin, admin_tokens, media, server_key, wellknown
+from hs.api import admin, admin_pushers, admin_tokens, email_links, media, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import (
     account,
@@ -36,6 +36,7 @@ from hs.api.client import (
     rooms,
     search,
     sync,
+    threepids,
     timestamp,
     to_device,
     typing,
@@ -65,6 +66,8 @@ RESOURCE_MODULES += (room_keys,)
 RESOURCE_MODULES += (keys_changes,)
 RESOURCE_MODULES += (cross_signing,)
 RESOURCE_MODULES += (dehydrated_device,)
+RESOURCE_MODULES += (threepids, email_links)
+RESOURCE_MODULES += (admin_pushers,)
 # The media repository, unless a media_repository worker serves it instead.
 MEDIA_RESOURCE_MODULES = (media,)
 
@@ -81,6 +84,8 @@ def create_app(config_path: str):
         for module in MEDIA_RESOURCE_MODULES:
             module.register(app, hs)
     start_replication(hs, app)
+    if config.start_pushers:  # else the pusher worker delivers notifications
+        hs.pusher_pool.start()
     return app
 
 

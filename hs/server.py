@@ -236,6 +236,24 @@ class HomeServer:
         self.device_handler.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
         self.account.devices_deleted_listeners.append(self.pushers.remove_pushers_of_deleted_devices)
 
+        # Email 3PIDs (addresses bound to accounts: what an email pusher may send to) and email
+        # notifications: the mailer, email pushers' state and their unsubscribe links.
+        from hs.handlers.threepids import ThreepidHandler
+        from hs.push.email_pusher import EmailPusherFactory, EmailUnsubscriber
+        from hs.push.mailer import Mailer
+        from hs.storage.email_push import EmailPushStore
+        from hs.storage.threepids import ThreepidStore
+        self.mailer = Mailer(config.email)
+        self.threepid_store = ThreepidStore(db)
+        self.threepids = ThreepidHandler(config, self.threepid_store, self.uia, self.mailer,
+                                         RateLimiter(config.rc_3pid_validation), self.pushers)
+        self.pushers.threepids = self.threepids
+        self.account.deactivated_listeners.append(self.threepids.on_deactivated)
+        self.email_push_store = EmailPushStore(db)
+        self.email_pushers = EmailPusherFactory(config, self.email_push_store, self.mailer, self.events, self.state,
+                                                self.event_stream)
+        self.email_unsubscriber = EmailUnsubscriber(self.email_push_store, self.pushers)
+
         # Send-to-device: each device's inbox, read (and acknowledged) by its /sync.
         from hs.handlers.to_device import DeviceInbox, SendToDeviceHandler
         from hs.storage.to_device import STREAM_TABLES, ToDeviceStore
@@ -297,6 +315,21 @@ class HomeServer:
         self.event_creation.persisted_listeners.append(self.push_action_writer.on_persisted)
         self.push_action_reader = PushActionReader(self.push_action_store, self.events, self.room_reads)
         self.sync.push_actions = self.push_action_reader
+
+        # Push delivery: the pool runs every pusher in the one process that pushes (apps/master.py
+        # with start_pushers, else the pusher worker); each kind registers its factory here.
+        from hs.push.http_pusher import HttpPusherFactory
+        from hs.push.outbound import OutboundHttp
+        from hs.push.pool import PusherPool
+        from hs.storage.push_delivery import PushDeliveryStore
+        self.push_delivery_store = PushDeliveryStore(db)
+        self.pusher_pool = PusherPool(self.push_delivery_store, self.pusher_store, self.receipt_store,
+                                      self.event_stream, self.receipt_stream, self.pusher_stream)
+        self.pusher_pool.factories["http"] = HttpPusherFactory(
+            config, self.push_delivery_store, OutboundHttp(config.ip_range_blacklist, config.ip_range_whitelist),
+            self.events, self.state, self.rooms, self.push_action_store, self.event_stream, self.pushers.remove_pusher)
+        if config.email.enable_notifs:  # as Synapse: email pushers may be set either way, but mail only then
+            self.pusher_pool.factories["email"] = self.email_pushers
 
         # End-to-end encryption keys: read anywhere (queries, /sync's counts); uploads and claims
         # are the master's.

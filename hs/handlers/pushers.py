@@ -39,6 +39,7 @@ class PusherWriter:
     def __init__(self, store, stream):
         self.store = store
         self.stream = stream
+        self.threepids = None  # hs.handlers.threepids.ThreepidHandler: which addresses are bound
 
     def set_pusher(self, requester, body: dict) -> None:
         pusher = _validated(body)
@@ -46,9 +47,9 @@ class PusherWriter:
         if pusher["kind"] is None:
             self._remove([(user_id, pusher["app_id"], pusher["pushkey"])])
             return
-        if pusher["kind"] == "email":
-            # Synapse refuses an address not bound to the account with this error; we have no
-            # 3PID bindings yet, so every address is unbound.
+        bound = pusher["kind"] == "email" and self.threepids and self.threepids.is_bound(user_id, pusher["pushkey"])
+        if pusher["kind"] == "email" and not bound:
+            # Synapse refuses an address not bound to the account with this error.
             raise MatrixError(400, THREEPID_NOT_FOUND, "Email not found")
         if not body.get("append"):
             # The spec: other users' pushers with this app_id and pushkey go (the pushkey has
@@ -59,6 +60,15 @@ class PusherWriter:
         if not stored:
             # The device logged out while this request was in flight.
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)
+
+    def remove_email_pushers(self, user_id: str, address: str) -> None:
+        """Called when the address is unbound from the account."""
+        self._remove([(user_id, p["app_id"], p["pushkey"]) for p in self.store.get_pushers(user_id)
+                      if p["kind"] == "email" and p["pushkey"].lower() == address])
+
+    def remove_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
+        """One pusher goes: an email's unsubscribe link, a push gateway rejecting its pushkey."""
+        self._remove([(user_id, app_id, pushkey)])
 
     def remove_pushers_of_deleted_devices(self, user_id: str) -> None:
         """Called after devices of the user were deleted (logout, device deletion)."""

@@ -7,6 +7,7 @@ from hs.events.room_versions import KNOWN_ROOM_VERSIONS
 
 class CapabilitiesResource(Resource):
     guest_access = frozenset({"GET"})
+
     def __init__(self, config):
         self.config = config
 
@@ -18,7 +19,7 @@ class CapabilitiesResource(Resource):
             "m.change_password": {"enabled": password},
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
-            "m.3pid_changes": {"enabled": False},
+            "m.3pid_changes": {"enabled": self.config.email.enabled},
             "m.get_login_token": {"enabled": self.config.login_token_enabled},
         }}
 

@@ -1,0 +1,1 @@
+"""Push delivery: the pusher pool, HTTP pushers (push gateways) and email pushers."""
