@@ -10,6 +10,7 @@ from hs.api.app import build_app
 from hs.api.client import (
     account,
     account_data,
+    appservice,
     capabilities,
     cross_signing,
     dehydrated_device,
@@ -36,6 +37,7 @@ from hs.api.client import (
     rooms,
     search,
     sync,
+    thirdparty,
     threepids,
     timestamp,
     to_device,
@@ -43,6 +45,7 @@ from hs.api.client import (
     user_directory,
     versions,
 )
+from hs.appservice.scheduler import AppServiceScheduler
 from hs.config import load_config
 from hs.logging_setup import setup_logging
 from hs.master_replication import start_replication
@@ -67,6 +70,7 @@ RESOURCE_MODULES += (keys_changes,)
 RESOURCE_MODULES += (cross_signing,)
 RESOURCE_MODULES += (dehydrated_device,)
 RESOURCE_MODULES += (threepids, email_links)
+RESOURCE_MODULES += (appservice, thirdparty)
 RESOURCE_MODULES += (admin_pushers,)
 # The media repository, unless a media_repository worker serves it instead.
 MEDIA_RESOURCE_MODULES = (media,)
@@ -84,6 +88,8 @@ def create_app(config_path: str):
         for module in MEDIA_RESOURCE_MODULES:
             module.register(app, hs)
     start_replication(hs, app)
+    if config.notify_appservices:  # else the appservice worker sends the transactions
+        AppServiceScheduler(hs).start()
     if config.start_pushers:  # else the pusher worker delivers notifications
         hs.pusher_pool.start()
     return app

@@ -115,13 +115,19 @@ class HomeServer:
         self.registration_tokens = RegistrationTokenStore(db)
 
         self.hasher = PasswordHasher(pepper=config.password_pepper)
-        self.auth = AuthHandler(self.tokens, self.devices)
+        # Application services (app_service_config_files): as_token requests, their users' registration.
+        from hs.handlers.appservice_auth import AppServiceAuth
+        self.app_service_auth = AppServiceAuth(config.server_name, config.app_services, db, self.accounts,
+                                               self.devices)
+        if not worker:
+            self.app_service_auth.ensure_senders_exist()
+        self.auth = AuthHandler(self.tokens, self.devices, self.app_service_auth)
         self.uia = UiaHandler(config.server_name, self.uia_sessions, self.accounts, self.hasher,
                               self.registration_tokens, self.limiters.login_failed,
                               config.ui_auth_session_lifetime_ms)
         self.sessions = SessionHandler(config, db, self.accounts, self.tokens, self.hasher, self.limiters)
         self.registration = RegistrationHandler(config, db, self.accounts, self.hasher, self.sessions, self.uia,
-                                                self.limiters)
+                                                self.limiters, self.app_service_auth)
         self.device_handler = DeviceHandler(self.devices, self.uia)
         self.admin_registration = AdminRegistrationHandler(config, db, self.hasher, self.registration,
                                                            self.sessions)
@@ -154,6 +160,20 @@ class HomeServer:
         # Registers the m.room.canonical_alias content check with event creation.
         self.directory = DirectoryHandler(config, self.rooms, self.state, self.events, self.event_creation,
                                           self.accounts, self.directory_store, self.room_summaries)
+        # Calls to application services (pings, queries, transactions) and which events each is
+        # sent; the transaction scheduler runs in the one process that sends them (apps/master.py
+        # with notify_appservices, else apps/appservice.py). Unknown aliases in a service's
+        # namespace are asked about, for GET /directory/room and joins alike.
+        from hs.appservice.api import AppServiceApi
+        from hs.appservice.interest import AppServiceInterest
+        self.appservice_api = AppServiceApi(config.server_name)
+        self.appservice_interest = AppServiceInterest(self.rooms, self.state, self.events, self.event_stream)
+        self.directory.app_services = config.app_services
+        self.directory.appservice_api = self.appservice_api
+        self.app_service_auth.api = self.appservice_api
+        from hs.handlers.thirdparty import ThirdPartyHandler
+        self.thirdparty = ThirdPartyHandler(config.app_services, self.appservice_api)
+        self.membership.lookup_alias = self.directory.lookup_local_alias
 
         self.relation_store = RelationStore(db)
         self.relation_handler = RelationHandler(self.relation_store, self.events, self.room_reads)

@@ -177,6 +177,14 @@ def q(value: str) -> str:
     return quote(value, safe="")
 
 
+def assert_error(resp, status: int, errcode: str) -> dict:
+    """The response is the spec's error: this status and this errcode. Returns the body."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["errcode"] == errcode, resp.text
+    return body
+
+
 def new_user(server: HomeserverProcess, prefix: str = "u") -> Client:
     return Client(server).register(f"{prefix}{uuid.uuid4().hex[:10]}")
 

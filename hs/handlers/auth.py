@@ -19,9 +19,20 @@ LAST_SEEN_INTERVAL_MS = 60_000
 @dataclass(frozen=True)
 class Requester:
     user_id: str
-    device_id: str
+    device_id: str | None  # None: an application service acting without `device_id=`
     is_guest: bool
-    access_token_id: int
+    access_token_id: int | None
+    app_service: object = None  # the ApplicationService whose as_token made the request
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.app_service is None or self.app_service.rate_limited
+
+    @property
+    def txn_device_id(self) -> str:
+        """Whose transaction IDs these are: the device's; '' (never a device ID) for a service
+        acting without one, so its retries are still recognised."""
+        return self.device_id if self.device_id is not None else ""
 
 
 def new_token(prefix: str) -> str:
@@ -55,9 +66,10 @@ class PasswordHasher:
 
 
 class AuthHandler:
-    def __init__(self, tokens, devices):
+    def __init__(self, tokens, devices, app_service_auth=None):
         self.tokens = tokens
         self.devices = devices
+        self.app_service_auth = app_service_auth
         self._last_seen: dict = {}  # (user, device) -> last write ms
         # (user_id, device_id, ip, user_agent, now_ms): a worker sends it to the master instead.
         self.record_last_seen = devices.record_last_seen
@@ -75,6 +87,10 @@ class AuthHandler:
     def authenticate(self, token: str | None, req=None, *, allow_expired: bool = False) -> Requester:
         if not token:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
+        service = self.app_service_auth.service_for_token(token) if self.app_service_auth else None
+        if service is not None:
+            # As Synapse (track_appservice_user_ips off): a service's requests record no last-seen.
+            return self.app_service_auth.requester(service, req)
         info = self.tokens.get_access_token(token)
         if info is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token", soft_logout=False)

@@ -16,6 +16,7 @@ from hs.events.power_levels import (
     get_required_level,
     get_user_power_level,
 )
+from hs.handlers.appservice_auth import check_may_create_alias
 from hs.handlers.room_summary import event_content, published_room_fields
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class DirectoryHandler:
         self.store = directory_store
         self.summaries = summaries
         event_creation.add_content_check("m.room.canonical_alias", self.check_canonical_alias)
+        # Application services asked about an unknown alias in their namespace (set by hs/server.py).
+        self.app_services = None
+        self.appservice_api = None
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -97,16 +101,34 @@ class DirectoryHandler:
         if _WHITESPACE.search(alias):
             raise MatrixError(400, Codes.INVALID_PARAM, "Room aliases may not contain whitespace")
         self._require_room(room_id)
+        check_may_create_alias(self.app_services, requester, alias)
         membership = self.rooms.get_membership(room_id, requester.user_id)
-        if (membership is None or membership[0] != "join") and not self._is_admin(requester.user_id):
+        # As Synapse, a service need not be in the room (its namespace is its authority).
+        if (membership is None or membership[0] != "join") and not self._is_admin(requester.user_id) \
+                and requester.app_service is None:
             raise MatrixError(403, Codes.FORBIDDEN, "You must be in the room to create an alias for it")
         if not self.rooms.create_alias(alias, room_id, requester.user_id):
             # The spec's error for a taken alias (PUT /directory/room: 409 M_UNKNOWN).
             raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
 
+    def lookup_local_alias(self, alias: str) -> tuple[str, str] | None:
+        """The alias's (room_id, creator); for an unknown alias in an application service's
+        namespace the service is asked first (GET /_matrix/app/v1/rooms/{alias}), and may create
+        the room, as Synapse's query_room_alias_exists."""
+        found = self.rooms.get_alias(alias)
+        if found is not None or self.app_services is None:
+            return found
+        for service in self.app_services.services:
+            if service.url and service.is_interested_in_alias(alias) and self.appservice_api.query_alias(service,
+                                                                                                          alias):
+                found = self.rooms.get_alias(alias)
+                if found is not None:
+                    return found
+        return None
+
     def get_alias(self, alias: str) -> dict:
         _, server_name = parse_room_alias(alias)
-        found = self.rooms.get_alias(alias) if server_name == self.server_name else None
+        found = self.lookup_local_alias(alias) if server_name == self.server_name else None
         if found is None:
             # Another server's alias is resolved over federation, which comes later.
             raise MatrixError(404, Codes.NOT_FOUND, f"Room alias {alias} not found")
@@ -121,8 +143,13 @@ class DirectoryHandler:
             raise MatrixError(404, Codes.NOT_FOUND, f"Room alias {alias} not found")
         room_id, creator = found
         user_id = requester.user_id
-        if creator != user_id and not self._is_admin(user_id) and not self._is_room_moderator(room_id, user_id):
+        if requester.app_service is not None:
+            # As Synapse: a service deletes any alias of its namespace, and none outside it.
+            check_may_create_alias(self.app_services, requester, alias)
+        elif creator != user_id and not self._is_admin(user_id) and not self._is_room_moderator(room_id, user_id):
             raise MatrixError(403, Codes.FORBIDDEN, "You may not delete this alias")
+        else:
+            check_may_create_alias(self.app_services, requester, alias)
         if not self.rooms.delete_alias(alias):
             raise MatrixError(404, Codes.NOT_FOUND, f"Room alias {alias} not found")
         self._drop_from_canonical_alias(room_id, user_id, alias)
@@ -206,6 +233,17 @@ class DirectoryHandler:
         room = self._require_room(room_id)
         return {"visibility": "public" if room.is_public else "private"}
 
+    def set_appservice_visibility(self, requester, network_id: str, room_id: str, visibility: str) -> None:
+        """PUT/DELETE /directory/list/appservice/{networkId}/{roomId}: the room in (or out of)
+        the requesting service's list for that network. As Synapse, the network need not be
+        one the service declared."""
+        if requester.app_service is None:
+            raise MatrixError(403, Codes.FORBIDDEN, "Only application services can edit the appservice published "
+                                                    "room list")
+        self._require_room(room_id)
+        self.store.set_appservice_room_published(requester.app_service.id, network_id, room_id,
+                                                 visibility == "public")
+
     def set_visibility(self, requester, room_id: str, visibility: str) -> None:
         self._require_room(room_id)
         user_id = requester.user_id
@@ -225,9 +263,13 @@ class DirectoryHandler:
         if include_all_networks and third_party_instance_id is not None:
             raise MatrixError(400, Codes.INVALID_PARAM, "include_all_networks cannot be used with "
                                                         "third_party_instance_id")
+        # Which published list: the server's (default), a service's network, or all of them.
+        network = "all" if include_all_networks else None
         if third_party_instance_id is not None:
-            # Only application services add networks, and none has: that list is empty.
-            return {"chunk": [], "total_room_count_estimate": 0}
+            # Synapse's instance IDs are "{appservice_id}|{network_id}" (see hs/handlers/thirdparty.py);
+            # any other names no network, whose list is empty.
+            network = tuple(third_party_instance_id.split("|")) if third_party_instance_id.count("|") == 1 \
+                else ("", "")
         # No limit (or 0, which Synapse also takes as none) is a page of the default size.
         limit = DEFAULT_PUBLIC_ROOMS_PAGE if not limit else min(limit, MAX_PUBLIC_ROOMS_PAGE)
         forwards, bound = True, None
@@ -239,7 +281,8 @@ class DirectoryHandler:
         search_term = search_term.strip() if search_term else None
         # One more than asked tells whether another page follows.
         page, total = self.store.get_public_rooms_page(limit=limit + 1, bound=bound, forwards=forwards,
-                                                       search_term=search_term or None, room_types=room_types)
+                                                       search_term=search_term or None, room_types=room_types,
+                                                       network=network)
         more = len(page) > limit
         if more:
             page = page[:limit] if forwards else page[1:]

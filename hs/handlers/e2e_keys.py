@@ -169,6 +169,8 @@ class E2eKeysHandler:
 
     def upload(self, requester, body: dict) -> dict:
         user_id, device_id = requester.user_id, requester.device_id
+        if device_id is None:  # an application service acting as a user, with no device_id=
+            raise MatrixError(400, Codes.MISSING_PARAM, "To upload keys, you must pass device_id")
         device_keys = body.get("device_keys")
         if device_keys is not None:
             device_keys = _check_device_keys(device_keys, user_id, device_id)

@@ -22,6 +22,9 @@ class MembershipHandler:
         self.state = state
         self.creation = event_creation
         self.accounts = accounts
+        # Alias -> (room_id, creator) or None; hs/server.py points it at the directory's, which
+        # asks application services about unknown aliases in their namespaces.
+        self.lookup_alias = rooms.get_alias
 
     def member_content(self, user_id: str, membership: str, reason: str | None = None, **extra) -> dict:
         content = {"membership": membership}
@@ -42,7 +45,7 @@ class MembershipHandler:
             check_room_id(room_id_or_alias)
             return room_id_or_alias
         if room_id_or_alias.startswith(ALIAS_SIGIL) and ":" in room_id_or_alias and "\x00" not in room_id_or_alias:
-            found = self.rooms.get_alias(room_id_or_alias)
+            found = self.lookup_alias(room_id_or_alias)
             if found is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
             return found[0]

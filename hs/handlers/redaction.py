@@ -21,6 +21,6 @@ class RedactionHandler:
         content = {} if reason is None else {"reason": reason}
         if get_room_version(room.room_version).redacts_in_content:
             content["redacts"] = event_id
-        txn_key = (requester.user_id, requester.device_id, f"redact {room_id} {event_id}", txn_id)
+        txn_key = (requester.user_id, requester.txn_device_id, f"redact {room_id} {event_id}", txn_id)
         return self.creation.send(room_id, requester.user_id, "m.room.redaction", content, redacts=event_id,
                                   txn_key=txn_key, ratelimit=ratelimit)

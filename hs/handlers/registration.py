@@ -4,6 +4,7 @@ import re
 
 from hs.clock import now_ms
 from hs.errors import Codes, InteractiveAuthRequired, MatrixError
+from hs.handlers.appservice_auth import APP_SERVICE_LOGIN_TYPE
 from hs.handlers.sessions import MAX_DEVICE_ID_LENGTH, check_no_nul, new_device_id
 from hs.handlers.uia import DUMMY, REGISTRATION_TOKEN
 from hs.identifiers import check_new_localpart
@@ -14,8 +15,9 @@ _SYMBOL = re.compile(r"[^a-zA-Z0-9]")
 
 
 class RegistrationHandler:
-    def __init__(self, config, db, accounts, hasher, sessions, uia, limiters):
+    def __init__(self, config, db, accounts, hasher, sessions, uia, limiters, app_service_auth=None):
         self.config = config
+        self.app_service_auth = app_service_auth
         self.db = db
         self.accounts = accounts
         self.hasher = hasher
@@ -32,6 +34,8 @@ class RegistrationHandler:
         localpart = username.lower()
         check_new_localpart(localpart, self.config.server_name)
         user_id = f"@{localpart}:{self.config.server_name}"
+        if self.app_service_auth is not None:
+            self.app_service_auth.check_user_id_not_exclusive(user_id)
         if self.accounts.user_exists(user_id):
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
         return user_id
@@ -58,6 +62,8 @@ class RegistrationHandler:
             return self._register_guest(body)
         if kind != "user":
             raise MatrixError(400, Codes.INVALID_PARAM, "kind must be user or guest")
+        if body.get("type") == APP_SERVICE_LOGIN_TYPE and self.app_service_auth is not None:
+            return self._register_appservice_user(req, body)
         # The limit counts registrations and failed stages, not requests: a UIA exchange takes
         # several requests per account, so here it is only asked.
         self.limiters.registration.check(req.context.client_ip, consume=False)
@@ -98,6 +104,28 @@ class RegistrationHandler:
                 return {"user_id": user_id}
             return self.sessions.create_session_txn(cur, user_id, device_id, display_name, want_refresh)
         result = self.db.run_txn("register", txn)
+        if not inhibit_login:
+            self.sessions.devices_added(user_id)
+        result["home_server"] = self.config.server_name
+        return result
+
+    def _register_appservice_user(self, req, body) -> dict:
+        # As Synapse: open to services whether or not registration is enabled, without UIA.
+        username, _, device_id, display_name, inhibit_login, want_refresh = self._parse(body)
+        service, user_id = self.app_service_auth.registering_service(req, username)
+        if service.rate_limited:
+            self.limiters.registration.check(req.context.client_ip, consume=False)
+        # Synapse marks a user as the service's only when its namespace there is exclusive.
+        owner = service.id if service.is_exclusive("users", user_id) else None
+
+        def txn(cur):
+            if not AccountStore.insert_user_txn(cur, user_id, None, now_ms(), appservice_id=owner,
+                                                displayname=username):
+                raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+            if inhibit_login:
+                return {"user_id": user_id}
+            return self.sessions.create_session_txn(cur, user_id, device_id, display_name, want_refresh)
+        result = self.db.run_txn("register_appservice_user", txn)
         if not inhibit_login:
             self.sessions.devices_added(user_id)
         result["home_server"] = self.config.server_name

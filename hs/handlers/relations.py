@@ -207,7 +207,7 @@ class RelationHandler:
         nested = self._aggregate([s.event.event_id for s in latest.values()], requester, threads=False,
                                  accesses=accesses) if latest else {}
         shown = [*edits.values(), *latest.values()]
-        txn_ids = self.events.get_txn_ids(requester.user_id, requester.device_id,
+        txn_ids = self.events.get_txn_ids(requester.user_id, requester.txn_device_id,
                                           [s.event.event_id for s in shown if s.event.sender == requester.user_id])
         now = now_ms()
 

@@ -4,6 +4,7 @@ import re
 
 from hs.errors import Codes, MatrixError
 from hs.events.room_versions import get_room_version
+from hs.handlers.appservice_auth import check_may_create_alias
 from hs.identifiers import user_id_parts
 
 _ALIAS_LOCALPART = re.compile(r"^[^:\s#\x00]+$")
@@ -51,6 +52,8 @@ class RoomCreationHandler:
             alias = f"#{spec.alias_localpart}:{self.config.server_name}"
             if self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+            # Before the room exists, unlike Synapse, so that a refused alias leaves no room behind.
+            check_may_create_alias(self.config.app_services, requester, alias)
         for invitee in spec.invite:
             if user_id_parts(invitee)[1] != self.config.server_name:
                 raise MatrixError(403, Codes.FORBIDDEN, "Inviting users on other servers needs federation, "

@@ -137,7 +137,7 @@ class RoomReadHandler:
         related = self.events.get_events(wanted) if wanted else {}
         txn_ids = {}
         if requester is not None:
-            txn_ids = self.events.get_txn_ids(requester.user_id, requester.device_id,
+            txn_ids = self.events.get_txn_ids(requester.user_id, requester.txn_device_id,
                                               [s.event.event_id for s in stored
                                                if s.event.sender == requester.user_id])
         aggregations = {}

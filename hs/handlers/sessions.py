@@ -5,6 +5,7 @@ import string
 
 from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
+from hs.handlers.appservice_auth import APP_SERVICE_LOGIN_TYPE
 from hs.handlers.auth import new_token
 from hs.handlers.login_identifier import user_id_from_identifier
 from hs.storage.accounts import User
@@ -81,9 +82,12 @@ class SessionHandler:
             body["expires_in_ms"] = lifetime
         return body, refresh_id
 
-    def login(self, body: dict, client_ip: str) -> dict:
+    def login(self, body: dict, client_ip: str, as_token: str | None = None) -> dict:
+        """``as_token``: the request's access token, which only m.login.application_service reads."""
         kind = body.get("type")
-        self.limiters.login_address.check(client_ip)
+        service = self._login_service(kind, as_token)
+        if service is None or service.rate_limited:
+            self.limiters.login_address.check(client_ip)
         # Everything about the new session is checked before the credentials: a malformed
         # device_id must not cost the client its single-use login token.
         device_id = body.get("device_id")
@@ -107,6 +111,8 @@ class SessionHandler:
             user = self.accounts.get_user(user_id) if user_id is not None else None
             if user is None:
                 raise MatrixError(403, Codes.FORBIDDEN, "Invalid login token")
+        elif service is not None:
+            user = self._check_app_service_login(service, body)
         else:
             raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
         if user.deactivated:
@@ -115,6 +121,29 @@ class SessionHandler:
         result["home_server"] = self.config.server_name
         result["well_known"] = {"m.homeserver": {"base_url": self.config.client_base_url()}}
         return result
+
+    def _login_service(self, kind, as_token: str | None):
+        """The application service logging in with m.login.application_service, or None for
+        other login types."""
+        if kind != APP_SERVICE_LOGIN_TYPE:
+            return None
+        if not as_token:
+            raise MatrixError(401, Codes.MISSING_TOKEN, "m.login.application_service needs the as_token")
+        service = self.config.app_services.by_as_token(as_token)
+        if service is None:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown application service token")
+        return service
+
+    def _check_app_service_login(self, service, body) -> User:
+        claimed = user_id_from_identifier(body, self.config.server_name)
+        if claimed is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing identifier")
+        user = self.accounts.get_user(claimed)
+        # As Synapse: a user outside the service's namespace and one that does not exist are both
+        # refused with 403, so the login does not tell which users exist.
+        if not service.can_act_as(claimed) or user is None:
+            raise MatrixError(403, Codes.FORBIDDEN, "The application service cannot log in as this user")
+        return user
 
     def _check_password_login(self, body) -> User:
         if not self.config.password_enabled:

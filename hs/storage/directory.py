@@ -18,7 +18,7 @@ _LISTED = """
            FROM current_state_events c JOIN events e ON e.event_id = c.event_id
           WHERE c.room_id = r.room_id AND c.type = 'm.room.create' AND c.state_key = '') AS room_type
     FROM rooms r LEFT JOIN room_member_counts m ON m.room_id = r.room_id
-    WHERE r.is_public AND coalesce(m.joined_members, 0) > 0
+    WHERE {published} AND coalesce(m.joined_members, 0) > 0
       AND ((SELECT e.json::jsonb #>> '{content,join_rule}'
               FROM current_state_events c JOIN events e ON e.event_id = c.event_id
              WHERE c.room_id = r.room_id AND c.type = 'm.room.join_rules' AND c.state_key = '')
@@ -46,6 +46,15 @@ _SEARCH = """
 # The database's C collation (kept, as Synapse keeps it, for stable byte order) makes lower()
 # fold ASCII only, so "ÉTÉ" would not find "été". These collations fold all of Unicode:
 # PostgreSQL 17's builtin one first (no ICU needed), then ICU's.
+# Which list a room is published in: the server's own (rooms.is_public), or an application
+# service's list for one of its networks (appservice_room_list), as Synapse keeps them.
+_IN_SERVICE_LIST = "EXISTS (SELECT 1 FROM appservice_room_list a WHERE a.room_id = r.room_id{network})"
+_PUBLISHED = {
+    None: "r.is_public",
+    "all": f"(r.is_public OR {_IN_SERVICE_LIST.format(network='')})",
+    "network": _IN_SERVICE_LIST.format(network=" AND a.appservice_id = %(as_id)s AND a.network_id = %(network_id)s"),
+}
+
 _FOLDING_COLLATIONS = ("pg_c_utf8", "unicode", "und-x-icu")
 _UNKNOWN = object()
 
@@ -114,14 +123,22 @@ class DirectoryStore:
     # --- the published room list -------------------------------------------------------------
 
     def get_public_rooms_page(self, *, limit: int, bound: tuple[int, str] | None, forwards: bool,
-                              search_term: str | None, room_types: list | None) -> tuple[list[tuple[str, int]], int]:
+                              search_term: str | None, room_types: list | None,
+                              network=None) -> tuple[list[tuple[str, int]], int]:
         """([(room_id, joined_members)], number of listed rooms): the listed rooms matching the
         filter, largest first (then room ID, descending), strictly after `bound` going forwards
         or strictly before it going backwards (returned in list order either way).
 
+        `network`: None for the server's list, "all" for it and every application service's,
+        (appservice_id, network_id) for one service's list of one network.
+
         Costs O(published rooms): whether a room is listed, and what it is called, are read
         from its current state on every request."""
         clauses, args = [], {"limit": limit}
+        if isinstance(network, tuple):
+            args["as_id"], args["network_id"] = network
+        # replace, not format: the JSON paths in _LISTED hold braces.
+        listed = _LISTED.replace("{published}", _PUBLISHED["network" if isinstance(network, tuple) else network])
         if search_term:
             clauses.append(_SEARCH.format(fold=self._search_fold()))
             args["term"] = search_term
@@ -137,7 +154,7 @@ class DirectoryStore:
         order = "DESC" if forwards else "ASC"
         rows = self.db.execute(
             "public_rooms_page",
-            f"WITH listed AS MATERIALIZED ({_LISTED})"
+            f"WITH listed AS MATERIALIZED ({listed})"
             " SELECT (SELECT count(*) FROM listed), page.room_id, page.joined_members"
             " FROM (SELECT 1) one LEFT JOIN LATERAL ("
             f"  SELECT room_id, joined_members FROM listed WHERE {where}"
@@ -148,6 +165,17 @@ class DirectoryStore:
         if not forwards:
             page.reverse()
         return page, total
+
+    def set_appservice_room_published(self, appservice_id: str, network_id: str, room_id: str,
+                                      published: bool) -> None:
+        if published:
+            self.db.execute("appservice_room_publish",
+                            "INSERT INTO appservice_room_list (appservice_id, network_id, room_id) VALUES (%s, %s, %s)"
+                            " ON CONFLICT DO NOTHING", (appservice_id, network_id, room_id))
+        else:
+            self.db.execute("appservice_room_unpublish",
+                            "DELETE FROM appservice_room_list WHERE appservice_id = %s AND network_id = %s"
+                            " AND room_id = %s", (appservice_id, network_id, room_id))
 
     # --- space hierarchy pagination ----------------------------------------------------------
 

@@ -623,6 +623,7 @@ class CountingReads(RoomReadHandler):
 class Reader:
     def __init__(self, client):
         self.user_id, self.device_id = client.user_id, client.device_id
+        self.txn_device_id = client.device_id
 
 
 def related_page(alice, bob, size: int) -> list[str]:

@@ -12,6 +12,8 @@ class WhoamiResource(Resource):
         requester = req.context.requester
         resp.media = {"user_id": requester.user_id, "device_id": requester.device_id,
                       "is_guest": requester.is_guest}
+        if requester.device_id is None:
+            del resp.media["device_id"]  # an application service acting without device_id=
 
 
 class PasswordResource(Resource):

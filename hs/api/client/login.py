@@ -4,6 +4,8 @@ from hs.api.app import Resource
 from hs.api.request import field, json_body
 from hs.api.routes import add_client_route
 from hs.errors import Codes, MatrixError
+from hs.handlers.appservice_auth import APP_SERVICE_LOGIN_TYPE
+from hs.handlers.auth import AuthHandler
 from hs.handlers.uia import PASSWORD
 
 
@@ -20,10 +22,15 @@ class LoginResource(Resource):
             flows.append({"type": "m.login.password"})
         if self.config.login_token_enabled:
             flows.append({"type": "m.login.token", "get_login_token": True})
+        if self.config.app_services.services:
+            flows.append({"type": APP_SERVICE_LOGIN_TYPE})
         resp.media = {"flows": flows}
 
     def on_post(self, req, resp):
-        resp.media = self.sessions.login(json_body(req), req.context.client_ip)
+        body = json_body(req)
+        # Only this login type reads the Authorization header; others ignore whatever it holds.
+        as_token = AuthHandler.token_from_request(req) if body.get("type") == APP_SERVICE_LOGIN_TYPE else None
+        resp.media = self.sessions.login(body, req.context.client_ip, as_token=as_token)
 
 
 class LoginTokenResource(Resource):

@@ -25,6 +25,14 @@ class CreateRoomResource(Resource):
         resp.media = self.handler.create_room(req.context.requester, json_body(req, allow_empty=True))
 
 
+def _message_limit(limiters, requester):
+    """The message rate limit, which an application service with `rate_limited: false` (and
+    the users it acts as) skips, as in Synapse."""
+    if not requester.rate_limited:
+        return None
+    return lambda: limiters.message.check(requester.user_id)
+
+
 class SendResource(Resource):
     # Guests may send m.room.message only (Guest Access: "PUT /rooms/:room_id/send/m.room.message/:txn_id").
     guest_access = frozenset({"PUT"})
@@ -40,10 +48,10 @@ class SendResource(Resource):
         if requester.is_guest and event_type != "m.room.message":
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests may only send m.room.message events")
         content = json_body(req, allow_empty=True)
-        txn_key = (requester.user_id, requester.device_id, f"send {room_id} {event_type}", txn_id)
+        txn_key = (requester.user_id, requester.txn_device_id, f"send {room_id} {event_type}", txn_id)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, txn_key=txn_key,
                                       relation=_relation(content),
-                                      ratelimit=lambda: self.limiters.message.check(requester.user_id))
+                                      ratelimit=_message_limit(self.limiters, requester))
         resp.media = {"event_id": event_id}
 
 
@@ -71,7 +79,7 @@ class StateEventResource(Resource):
         requester = req.context.requester
         content = json_body(req, allow_empty=True)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, state_key=state_key,
-                                      ratelimit=lambda: self.limiters.message.check(requester.user_id))
+                                      ratelimit=_message_limit(self.limiters, requester))
         if event_type == "m.room.guest_access" and state_key == "":
             self.membership.remove_guests_unless_allowed(room_id)
         resp.media = {"event_id": event_id}
@@ -108,7 +116,7 @@ class RedactResource(Resource):
         requester = req.context.requester
         resp.media = {"event_id": self.redactions.redact(
             requester, room_id, event_id, reason, txn_id,
-            ratelimit=lambda: self.limiters.message.check(requester.user_id))}
+            ratelimit=_message_limit(self.limiters, requester))}
 
 
 class EventResource(Resource):
