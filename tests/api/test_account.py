@@ -3,15 +3,10 @@ changing the password and deactivating, the last two under user-interactive auth
 
 import pytest
 
-from tests.harness import Client
+from tests.harness import Client, assert_error
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "battery staple horse"
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 def localpart(user: Client) -> str:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, create, q, query
+from tests.harness import Client, assert_error, create, q, query
 
 SERVER = "test.local"
 ALIAS_PATH = "/_matrix/client/v3/directory/room/{roomAlias}"
@@ -34,11 +34,6 @@ def state_content(client, room_id, event_type, state_key=""):
 def join(client, room_id):
     resp = client.post(f"/rooms/{q(room_id)}/join", {})
     assert resp.status_code == 200, resp.text
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def alias_row(db_dsn, alias):

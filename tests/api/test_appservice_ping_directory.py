@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.appservice_fixture import AppServiceServer
-from tests.harness import Client, create, free_port, new_user, q, running_homeserver
+from tests.harness import Client, assert_error, create, free_port, new_user, q, running_homeserver
 
 SERVER = "test.local"
 BRIDGE_TOKEN = "as-token-bridge"
@@ -43,11 +43,6 @@ def server(db_dsn, service):
     ]
     with running_homeserver(db_dsn, app_service_config_files=paths) as hs:
         yield hs
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 # --- ping ------------------------------------------------------------------------------------------

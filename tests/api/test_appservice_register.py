@@ -10,7 +10,7 @@ import pytest
 from tests.api.test_admin_register import PATH as ADMIN_REGISTER
 from tests.api.test_admin_register import mac_for, nonce
 from tests.appservice_fixture import AppServiceServer
-from tests.harness import Client, running_homeserver
+from tests.harness import Client, assert_error, running_homeserver
 
 SERVER = "test.local"
 BRIDGE_TOKEN = "as-token-bridge"
@@ -44,11 +44,6 @@ def name(prefix="bridge_") -> str:
 
 def as_register(server, body, token=BRIDGE_TOKEN):
     return Client(server, token).post("/register", {"type": AS_TYPE, **body})
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def test_registers_a_namespace_user_without_uia_and_with_inhibit_login_no_session(server):

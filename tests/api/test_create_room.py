@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, new_user, q
+from tests.harness import Client, assert_error, create, new_user, q
 
 ALL_VERSIONS = [str(n) for n in range(1, 13)]
 
@@ -50,11 +50,6 @@ def all_events_forward(client, room_id) -> list[dict]:
     body = resp.json()
     assert "end" not in body
     return body["chunk"]
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 # --- presets ---------------------------------------------------------------------------------

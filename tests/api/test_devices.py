@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.harness import Client
+from tests.harness import Client, assert_error
 
 PASSWORD = "correct horse battery"
 
@@ -22,11 +22,6 @@ def fresh_user(homeserver, name: str) -> Client:
 
 def second_login(user: Client, **extra) -> Client:
     return Client(user.server).login(user.user_id.split(":")[0][1:], **extra)
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 def password_auth(session, user, password=PASSWORD):

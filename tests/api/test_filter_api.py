@@ -14,7 +14,7 @@ from hs.handlers.filters import FilterHandler
 from hs.storage.database import Database
 from hs.storage.filters import FilterStore
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, running_homeserver
+from tests.harness import Client, assert_error, running_homeserver
 
 UPLOAD = "/_matrix/client/v3/user/{userId}/filter"
 DOWNLOAD = "/_matrix/client/v3/user/{userId}/filter/{filterId}"
@@ -75,11 +75,6 @@ def upload_ok(client: Client, body) -> str:
 
 def download(client: Client, filter_id: str, user_id=None):
     return client.get(download_path(user_id or client.user_id, filter_id))
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 def filter_rows(db_dsn) -> list[tuple]:

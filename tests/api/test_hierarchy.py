@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, create, q
+from tests.harness import Client, assert_error, create, q
 
 SERVER = "test.local"
 HIERARCHY_PATH = "/_matrix/client/v1/rooms/{roomId}/hierarchy"
@@ -53,11 +53,6 @@ def walk(client, room_id, **params) -> list[str]:
         if token is None:
             return seen
     raise AssertionError("pagination did not end")
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 @pytest.fixture(scope="module")

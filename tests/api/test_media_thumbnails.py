@@ -15,7 +15,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from tests.harness import Client, new_user, query, running_homeserver
+from tests.harness import Client, assert_error, new_user, query, running_homeserver
 
 AUTHED = "/_matrix/client/v1/media/thumbnail/test.local/"
 LEGACY = "/_matrix/media/v3/thumbnail/test.local/"
@@ -74,11 +74,6 @@ def wait_for_rows(db_dsn: str, data: bytes, count: int, timeout: float = 20) -> 
 def thumbnail_dir(server, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     return os.path.join(server.dir, "media_store", "thumbnails", digest[:2], digest[2:4], digest[4:])
-
-
-def assert_error(resp, status: int, errcode: str):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 @pytest.fixture(scope="module")

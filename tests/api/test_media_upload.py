@@ -17,7 +17,7 @@ from hs.handlers.media import PENDING_POLL_SECONDS
 from hs.media.filestore import MediaFileStore
 from hs.storage.database import Database
 from hs.storage.media import MediaStore
-from tests.harness import Client, new_user, query, running_homeserver
+from tests.harness import Client, assert_error, new_user, query, running_homeserver
 
 MB = 1024 * 1024
 SMALL_LIMIT = MB
@@ -70,11 +70,6 @@ def media_row(db_dsn, media_id: str):
 def chunks_of(data: bytes, size: int):
     for i in range(0, len(data), size):
         yield data[i:i + size]
-
-
-def assert_error(resp, status: int, errcode: str):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, q
+from tests.harness import Client, assert_error, create, q
 
 MESSAGES_PATH = "/_matrix/client/v3/rooms/{roomId}/messages"
 CONTEXT_PATH = "/_matrix/client/v3/rooms/{roomId}/context/{eventId}"
@@ -24,11 +24,6 @@ def send(client, room_id, content, event_type="m.room.message") -> str:
     resp = client.put(f"/rooms/{q(room_id)}/send/{event_type}/{uuid.uuid4().hex}", content)
     assert resp.status_code == 200, resp.text
     return resp.json()["event_id"]
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def messages(client, room_id, **params):

@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.harness import Client
+from tests.harness import Client, assert_error
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,6 @@ def bob(homeserver):
 def path_for(user_id: str, field: str | None = None) -> str:
     path = f"/profile/{quote(user_id, safe='')}"
     return f"{path}/{field}" if field else path
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 # --- reading ---

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, create, q, query
+from tests.harness import Client, assert_error, create, q, query
 
 SERVER = "test.local"
 LIST_PATH = "/_matrix/client/v3/directory/list/room/{roomId}"
@@ -73,11 +73,6 @@ def all_listed_ids(client) -> list[str]:
     assert resp.status_code == 200, resp.text
     assert "next_batch" not in resp.json()
     return [r["room_id"] for r in resp.json()["chunk"]]
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from hs.storage.push_rules import PushRuleStore
 from tests.api.test_response_schemas import assert_matches_spec
 from tests.api.test_sync import sync
 from tests.api.test_sync_longpoll import Parked
-from tests.harness import Client, new_user, q
+from tests.harness import Client, assert_error, new_user, q
 
 BASE = "/pushrules/global"
 
@@ -25,11 +25,6 @@ def ids(client, kind):
     resp = client.get(f"{BASE}/")
     assert resp.status_code == 200, resp.text
     return [r["rule_id"] for r in resp.json()[kind]]
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 def push_rules_events(body):

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, new_user, q
+from tests.harness import Client, assert_error, create, new_user, q
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,6 @@ def get_event(client, room_id, event_id) -> dict:
     resp = client.get(f"/rooms/{q(room_id)}/event/{q(event_id)}")
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def latest(client, room_id, limit=10) -> list[dict]:

@@ -16,7 +16,7 @@ from hs.storage.relations import RelationStore
 from hs.storage.rooms import RoomStore
 from hs.storage.state import StateStore
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, q
+from tests.harness import Client, assert_error, q
 
 RELATIONS = "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}"
 RELATIONS_REL_TYPE = RELATIONS + "/{relType}"
@@ -134,11 +134,6 @@ def assert_spec(resp, path_template):
     assert resp.status_code == 200, resp.text
     jsonschema.validate(resp.json(), response_schema(path_template, "GET", 200),
                         cls=jsonschema.Draft202012Validator)
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode
 
 
 # --- listing children ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, q
+from tests.harness import Client, assert_error, create, q
 
 SEARCH = "/_matrix/client/v3/search"
 
@@ -65,11 +65,6 @@ def search(client, criteria: dict, next_batch=None, status=200):
 
 def ids(result) -> list[str]:
     return [r["result"]["event_id"] for r in result["results"]]
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 # --- finding messages ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, q, running_homeserver
+from tests.harness import Client, assert_error, create, q, running_homeserver
 from tests.pg import create_database, drop_database, make_dsn, unique_name
 
 
@@ -28,12 +28,6 @@ def bob(homeserver):
 
 def send(client, room_id, content, txn=None, event_type="m.room.message"):
     return client.put(f"/rooms/{q(room_id)}/send/{q(event_type)}/{q(txn or uuid.uuid4().hex)}", content)
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
-    return resp.json()
 
 
 def get_event(client, room_id, event_id):

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.api.test_response_schemas import assert_matches_spec
-from tests.harness import Client, create, q
+from tests.harness import Client, assert_error, create, q
 
 SYNC_PATH = "/_matrix/client/v3/sync"
 SECTIONS = ("join", "invite", "leave", "knock")
@@ -45,11 +45,6 @@ def sync(client, **params) -> dict:
     resp = client.get("/sync", params=params)
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def timeline_ids(body, room_id, section="join") -> list[str]:

@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from tests.appservice_fixture import AppServiceServer
-from tests.harness import Client, free_port, new_user, running_homeserver
+from tests.harness import Client, assert_error, free_port, new_user, running_homeserver
 
 SERVER = "test.local"
 
@@ -74,11 +74,6 @@ def server(db_dsn, services):
 @pytest.fixture(scope="module")
 def user(server):
     return new_user(server)
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def test_protocols_merge_every_services_instances_with_instance_ids(user):

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from tests.api.test_response_schemas import response_schema
-from tests.harness import Client, create, new_user, q
+from tests.harness import Client, assert_error, create, new_user, q
 
 PATH = "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event"
 
@@ -42,11 +42,6 @@ def found(client, room_id, ts, direction) -> dict:
     assert resp.status_code == 200, resp.text
     jsonschema.validate(resp.json(), response_schema(PATH, "get", 200), cls=jsonschema.Draft202012Validator)
     return resp.json()
-
-
-def assert_error(resp, status, errcode):
-    assert resp.status_code == status, resp.text
-    assert resp.json()["errcode"] == errcode, resp.text
 
 
 def spaced_messages(client, room_id, count=3) -> list[tuple[str, int]]:
