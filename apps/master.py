@@ -5,7 +5,7 @@ HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
 
 import os
 
-from hs.api import admin, admin_pushers, admin_tokens, email_links, media, server_key, wellknown
+from hs.api import admin, admin_media, admin_pushers, admin_tokens, email_links, media, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import (
     account,
@@ -73,7 +73,7 @@ RESOURCE_MODULES += (threepids, email_links)
 RESOURCE_MODULES += (appservice, thirdparty)
 RESOURCE_MODULES += (admin_pushers,)
 # The media repository, unless a media_repository worker serves it instead.
-MEDIA_RESOURCE_MODULES = (media,)
+MEDIA_RESOURCE_MODULES = (media, admin_media)
 
 
 def create_app(config_path: str):
@@ -87,6 +87,7 @@ def create_app(config_path: str):
     if config.enable_media_repo:
         for module in MEDIA_RESOURCE_MODULES:
             module.register(app, hs)
+        hs.media_admin.start_retention()
     start_replication(hs, app)
     if config.notify_appservices:  # else the appservice worker sends the transactions
         AppServiceScheduler(hs).start()

@@ -399,6 +399,10 @@ class HomeServer:
         self.thumbnail_store = ThumbnailStore(db)
         self.thumbnails = ThumbnailHandler(config, self.media_store, self.thumbnail_store, self.media_files)
         self.media.uploaded_listeners.append(self.thumbnails.pregenerate)
+        from hs.handlers.media_admin import MediaAdminHandler
+        from hs.storage.media_admin import MediaAdminStore
+        self.media_admin = MediaAdminHandler(config, self.registration_token_admin, self.media_store,
+                                             MediaAdminStore(db, config.server_name), self.media_files)
 
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what

@@ -18,7 +18,7 @@ def shared_secret_register(server, username, admin):
     resp = client.post("/_synapse/admin/v1/register", {"nonce": nonce, "username": username, "password": "pw",
                                                        "admin": admin, "mac": mac.hexdigest()})
     assert resp.status_code == 200, resp.text
-    client.access_token = resp.json()["access_token"]
+    client.access_token, client.user_id = resp.json()["access_token"], resp.json()["user_id"]
     return client
 
 
