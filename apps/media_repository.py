@@ -1,7 +1,19 @@
-"""The media_repository worker, for a master with `enable_media_repo: false`. The media API
-arrives with the media issue; today it answers /versions and its status."""
+"""The media_repository worker, for a master with `enable_media_repo: false`: the media API
+(uploads, downloads, thumbnails), its admin API, and the retention job. It writes its own tables
+(local_media, media_thumbnails) and files directly; it follows the master only for what
+authentication reads."""
 
+from hs.api import admin_media, media
 from hs.api.client import versions
 from hs.worker import create_worker_app
 
-app = create_worker_app("media_repository", (versions,))
+
+class _Retention:
+    """Runs `media_retention` here, where the media is served, instead of on the master."""
+
+    @staticmethod
+    def register(app, hs):
+        hs.media_admin.start_retention()
+
+
+app = create_worker_app("media_repository", (versions, media, admin_media, _Retention))

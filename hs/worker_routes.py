@@ -45,6 +45,11 @@ ROUTES: dict[str, list[tuple[tuple[str, ...] | None, str]]] = {
     "media_repository": [
         (None, "^/_matrix/media/"),
         (None, "^/_matrix/client/v1/media/"),
+        # Synapse's media admin API goes where the media is.
+        (None, "^/_synapse/admin/v1/media/"),
+        (None, "^/_synapse/admin/v1/purge_media_cache$"),
+        (None, "^/_synapse/admin/v1/user/[^/]+/media/quarantine$"),
+        (None, "^/_synapse/admin/v(1|2)/users/[^/]+/media$"),
     ],
     "pusher": [],
     "appservice": [],

@@ -149,6 +149,11 @@ def test_synctl_haproxy_config_refuses_a_bind_without_a_port(tmp_path):
     ("federation_reader", "GET", "/_matrix/key/v2/server", False),
     ("media_repository", "GET", "/_matrix/client/v1/media/download/a/b", True),
     ("media_repository", "GET", "/_matrix/client/v3/media/download/a/b", False),
+    ("media_repository", "POST", "/_synapse/admin/v1/media/quarantine/a/b", True),
+    ("media_repository", "DELETE", "/_synapse/admin/v2/users/%40a%3Ab/media", True),
+    ("media_repository", "POST", "/_synapse/admin/v1/user/%40a%3Ab/media/quarantine", True),
+    ("media_repository", "POST", "/_synapse/admin/v1/purge_media_cache", True),
+    ("media_repository", "GET", "/_synapse/admin/v1/registration_tokens", False),
 ])
 def test_the_route_table_says_which_type_serves_a_request(kind, method, path, expected):
     assert serves(kind, method, path) is expected
@@ -238,6 +243,9 @@ def proxied(tmp_path_factory):
     ("GET", "/_matrix/key/v2/server", "master"),
     ("GET", "/_matrix/media/v3/download/example.org/abc", "media"),
     ("GET", "/_matrix/client/v1/media/thumbnail/example.org/abc?width=32&height=32", "media"),
+    ("DELETE", "/_synapse/admin/v1/media/example.org/abc", "media"),
+    ("GET", "/_synapse/admin/v1/users/%40a%3Aexample.org/media?limit=2", "media"),
+    ("GET", "/_synapse/admin/v1/registration_tokens", "master"),
 ])
 def test_haproxy_routes_each_path_to_the_type_that_serves_it(proxied, method, path, expected):
     assert proxied(method, path)["name"].startswith(expected)

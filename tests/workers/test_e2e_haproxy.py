@@ -2,7 +2,8 @@
 a worker), two synchrotrons, a client_reader and a media_repository over the test PostgreSQL,
 behind a real HAProxy whose config `synctl haproxy-config` printed. matrix-nio clients talk only
 to HAProxy: they register, invite and join, send, and sync; every message must reach every device
-of every member exactly once and in order, also while each process is restarted in turn.
+of every member exactly once and in order, also while each process is restarted in turn. Media
+(uploads, downloads, thumbnails, its admin API) goes through HAProxy to the media worker.
 
 The processes and HAProxy are shared by the module's tests and stopped by pid at its end
 (tests/workers/synctl_cluster.py). nio is asyncio: each test runs its own loop with asyncio.run.
@@ -10,6 +11,7 @@ The processes and HAProxy are shared by the module's tests and stopped by pid at
 
 import asyncio
 import contextlib
+import io
 import itertools
 import re
 import time
@@ -23,6 +25,7 @@ from nio import (
     AsyncClientConfig,
     JoinResponse,
     LoginResponse,
+    MemoryDownloadResponse,
     RegisterResponse,
     RoomCreateResponse,
     RoomInviteResponse,
@@ -30,9 +33,14 @@ from nio import (
     RoomSendResponse,
     RoomTypingResponse,
     SyncResponse,
+    ThumbnailResponse,
     TypingNoticeEvent,
+    UploadResponse,
 )
+from nio.api import ResizingMethod
+from PIL import Image
 
+from tests.harness import query
 from tests.workers.synctl_cluster import require_haproxy, running_cluster, running_haproxy
 
 PASSWORD = "e2e haproxy correct horse"
@@ -238,6 +246,67 @@ def test_nio_clients_through_haproxy_get_every_message_once_in_order_on_every_de
     run(scenario)
     served = {name: sync_requests_served(cluster, name) for name in SYNCHROTRONS}
     assert all(count > 0 for count in served.values()), served
+
+
+def test_nio_uploads_downloads_and_thumbnails_media_through_the_media_worker(deployment):
+    # The master runs with enable_media_repo: false and serves no media path, so every media
+    # answer here comes from the media_repository worker behind HAProxy.
+    cluster, base = deployment
+    image = io.BytesIO()
+    Image.new("RGB", (640, 480), (20, 120, 220)).save(image, "PNG")
+    files = {"notes.txt": (b"media through the worker\n" * 1000, "text/plain"),
+             "photo.png": (image.getvalue(), "image/png")}
+
+    async def scenario(new_client):
+        device = await register(new_client, base, "media")
+        uris = {}
+        for name, (data, content_type) in files.items():
+            resp, _ = await device.client.upload(io.BytesIO(data), content_type, name, filesize=len(data))
+            assert isinstance(resp, UploadResponse), resp
+            uris[name] = resp.content_uri
+        for name, (data, content_type) in files.items():
+            got = await device.client.download(uris[name])
+            assert isinstance(got, MemoryDownloadResponse), got
+            assert (got.body, got.content_type.split(";")[0]) == (data, content_type)
+        server_name, media_id = uris["photo.png"][len("mxc://"):].split("/")
+        thumb = await device.client.thumbnail(server_name, media_id, 96, 96, ResizingMethod.crop)
+        assert isinstance(thumb, ThumbnailResponse), thumb
+        assert Image.open(io.BytesIO(thumb.body)).size == (96, 96)
+    run(scenario)
+
+
+def test_media_worker_checks_tokens_against_the_master_at_once_and_serves_the_admin_api(deployment, db_dsn):
+    cluster, base = deployment
+    user = f"mediaw{next(_names)}"
+    resp = requests.post(f"{base}/_matrix/client/v3/register",
+                         json={"username": user, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}, timeout=20)
+    assert resp.status_code == 200, resp.text
+    token, user_id = resp.json()["access_token"], resp.json()["user_id"]
+    auth = {"Authorization": f"Bearer {token}"}
+    media = f"{base}/_matrix/client/v1/media"
+    # Asynchronous upload: create on the worker, PUT the bytes, download them.
+    created = requests.post(f"{base}/_matrix/media/v1/create", headers=auth, timeout=20).json()
+    server_name, media_id = created["content_uri"][len("mxc://"):].split("/")
+    put = requests.put(f"{base}/_matrix/media/v3/upload/{server_name}/{media_id}", data=b"later bytes",
+                       headers={**auth, "Content-Type": "application/octet-stream"}, timeout=20)
+    assert put.status_code == 200, put.text
+    assert requests.get(f"{media}/download/{server_name}/{media_id}", headers=auth, timeout=20).content == \
+        b"later bytes"
+    # No path parameter reaches the disk: traversal through HAProxy is a clean 404.
+    for path in (f"download/{server_name}/..%2F..%2Fhomeserver.yaml", f"download/..%2F..%2Fetc/{media_id}",
+                 f"download/{server_name}/{media_id}/..%2F..%2F..%2Fetc%2Fpasswd"):
+        resp = requests.get(f"{media}/{path}", headers=auth, timeout=20)
+        assert resp.status_code == 404 or (resp.status_code == 200 and resp.content == b"later bytes"), resp.text
+    # The admin API is the media worker's too.
+    query(db_dsn, "UPDATE users SET admin = TRUE WHERE user_id = %s", (user_id,))
+    quarantine = requests.post(f"{base}/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}",
+                               headers=auth, json={}, timeout=20)
+    assert quarantine.status_code == 200, quarantine.text
+    assert requests.get(f"{media}/download/{server_name}/{media_id}", headers=auth, timeout=20).status_code == 404
+    # A token logged out on the master fails on the worker at once.
+    assert requests.post(f"{base}/_matrix/client/v3/logout", headers=auth, json={}, timeout=20).status_code == 200
+    resp = requests.get(f"{media}/config", headers=auth, timeout=20)
+    assert (resp.status_code, resp.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
 
 
 def test_rolling_restart_of_every_worker_then_the_master_loses_no_message_and_typing_still_works(deployment):
