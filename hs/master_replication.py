@@ -26,7 +26,11 @@ def worker_actions(hs) -> dict:
         hs.presence_writer.state_from_sync(body["user_id"], body["state"])
         return {}
 
-    return {"create_filter": create_filter, "presence_from_sync": presence_from_sync}
+    def remove_pusher(body):
+        hs.pushers.remove_pusher(body["user_id"], body["app_id"], body["pushkey"])
+        return {}
+
+    return {"create_filter": create_filter, "presence_from_sync": presence_from_sync, "remove_pusher": remove_pusher}
 
 
 def start_replication(hs, app) -> ReplicationServer | None:

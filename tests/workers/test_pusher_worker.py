@@ -1,0 +1,86 @@
+"""The pusher worker (a master with start_pushers: false) delivers to a real push gateway:
+messages, mentions and invites with their counts and priorities; killed with SIGKILL while the
+gateway fails and started again, it delivers every notification exactly once, in order; a pushkey
+the gateway rejects is removed through the master."""
+
+import time
+
+import pytest
+
+from tests.api.test_push_http import received, set_pusher, wait_received
+from tests.api.test_sync import post, send
+from tests.api.test_unread_counts import group, me, send_content
+from tests.harness import create, new_user, q
+from tests.push_gateway import PushGateway
+from tests.workers.cluster import WorkerProcess, master_with_replication
+
+
+@pytest.fixture(scope="module")
+def cluster(db_dsn):
+    gateway = PushGateway().start()
+    master = master_with_replication(db_dsn, start_pushers=False, ip_range_whitelist=["127.0.0.1/32"])
+    worker = WorkerProcess(master, "pusher", "pusher1")
+    try:
+        master.start()
+        worker.start()
+        yield master, worker, gateway
+    finally:
+        worker.stop()
+        master.stop()
+        gateway.stop()
+
+
+def test_worker_sends_messages_mentions_and_invites_with_counts_and_priorities(cluster):
+    master, _, gateway = cluster
+    alice, bob, carol, room_id = group(master)
+    pushkey = set_pusher(bob, gateway.url)
+    plain = send(alice, room_id, "hello")
+    mention = send_content(alice, room_id, {"msgtype": "m.text", "body": "look", "m.mentions": {"user_ids": [me(bob)]}})
+    first, second = wait_received(gateway, pushkey, 2, timeout=30)
+    assert (first["event_id"], first["prio"], first["counts"]) == (plain, "low", {"unread": 1})
+    assert (second["event_id"], second["prio"]) == (mention, "high")
+    assert second["devices"][0]["tweaks"] == {"sound": "default", "highlight": True}
+
+    dave = new_user(master, "pw")
+    dave_key = set_pusher(dave, gateway.url)
+    other_room = create(alice)
+    post(alice, f"/rooms/{q(other_room)}/invite", {"user_id": me(dave)})
+    [invite] = wait_received(gateway, dave_key, 1, timeout=30)
+    assert (invite["type"], invite["user_is_target"], invite["counts"]) == ("m.room.member", True, {"unread": 1})
+
+
+def test_killed_worker_restarted_delivers_every_notification_once_in_order(cluster):
+    master, worker, gateway = cluster
+    alice, bob, carol, room_id = group(master)
+    pushkey = set_pusher(bob, gateway.url)
+    settled = send(alice, room_id, "settled")
+    wait_received(gateway, pushkey, 1, timeout=30)
+    gateway.fail_next(1000)
+    try:
+        failing = send(alice, room_id, "while the gateway fails")
+        gateway.wait_for(lambda: any(n["event_id"] == failing for n in gateway.failed), timeout=30)
+        worker.kill()
+        while_down = [send(alice, room_id, f"while the worker is down {i}") for i in range(3)]
+    finally:
+        gateway.recover()
+    worker.start()
+    after = send(alice, room_id, "after the restart")
+    wait_received(gateway, pushkey, 6, timeout=60)
+    time.sleep(1)  # nothing more arrives
+    assert [n["event_id"] for n in received(gateway, pushkey)] == [settled, failing, *while_down, after]
+
+
+def test_rejected_pushkey_is_removed_through_the_master(cluster):
+    master, _, gateway = cluster
+    alice, bob, carol, room_id = group(master)
+    pushkey = set_pusher(bob, gateway.url)
+    gateway.rejected.add(pushkey)
+    send(alice, room_id, "to a dead phone")
+    wait_received(gateway, pushkey, 1, timeout=30)
+    deadline = time.monotonic() + 20
+    while bob.get("/pushers").json()["pushers"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert bob.get("/pushers").json() == {"pushers": []}
+    send(alice, room_id, "not sent")
+    time.sleep(1)
+    assert len(received(gateway, pushkey)) == 1
