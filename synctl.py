@@ -471,6 +471,8 @@ def status(procs: list[Process]) -> int:
             lags = [f"{name} {master_streams[name] - pos}" for name, pos in sorted(answer["streams"].items())
                     if name in master_streams]
             detail = "replication lag: " + ", ".join(lags)
+        for name, values in sorted((answer or {}).get("details", {}).items()):
+            detail += f"; {name}: " + ", ".join(f"{k} {'-' if v is None else v}" for k, v in values.items())
         _say(f"{proc.name}: running (pid {pid}); {detail}")
     return 0 if all(pids.values()) else 1
 

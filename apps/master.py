@@ -93,6 +93,7 @@ def create_app(config_path: str):
         AppServiceScheduler(hs).start()
     if config.start_pushers:  # else the pusher worker delivers notifications
         hs.pusher_pool.start()
+        hs.status_details["pushers"] = hs.pusher_pool.status
     return app
 
 

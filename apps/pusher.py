@@ -19,6 +19,7 @@ class _Pushers:
         def remove_pusher(user_id, app_id, pushkey):
             hs.master.call("remove_pusher", {"user_id": user_id, "app_id": app_id, "pushkey": pushkey})
         hs.pusher_pool.factories["http"].remove_pusher = remove_pusher
+        hs.status_details["pushers"] = hs.pusher_pool.status
 
         def start():
             # Only once replication has brought the positions up to the master's: a pusher with

@@ -48,7 +48,7 @@ def start_replication(hs, app) -> ReplicationServer | None:
         def positions():
             return {stream.name: stream.position.get_current_token() for stream in catalogue}
     replication_http.register(app, worker_actions(hs), positions, config.replication_secret)
-    status.register(app, "master", "master", positions)
+    status.register(app, "master", "master", positions, details=hs.status_details)
     return server
 
 

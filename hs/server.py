@@ -107,6 +107,8 @@ class HomeServer:
         self.is_worker = worker
         self.signing_keys = signing_keys
         self.limiters = Limiters(config)
+        # What this process's duties report in GET /_hs/status (synctl status): {name: () -> dict}.
+        self.status_details = {}
 
         self.accounts = AccountStore(db)
         self.devices = DeviceStore(db)

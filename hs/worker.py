@@ -111,6 +111,7 @@ def create_worker_app(worker_type: str, resource_modules) -> falcon.App:
     app.add_middleware(WorkerRoutes(worker_type))
     for module in resource_modules:
         module.register(app, hs)
-    status.register(app, worker_type, config.worker_name, client.positions, client.ready.is_set)
+    status.register(app, worker_type, config.worker_name, client.positions, client.ready.is_set,
+                    hs.status_details)
     logger.info("%s worker %s ready to serve", worker_type, config.worker_name)
     return app

@@ -24,6 +24,8 @@ from typing import Protocol
 import gevent
 from gevent.event import Event
 
+from hs.clock import now_ms
+
 logger = logging.getLogger(__name__)
 
 
@@ -84,6 +86,12 @@ class PusherPool:
 
     def count(self) -> int:
         return sum(len(p) for p in self._pushers.values())
+
+    def status(self) -> dict:
+        """For `synctl status`: pushers running here, how many fail, and for how long the oldest has."""
+        failing, since = self.delivery_store.failing()
+        return {"running": self.count(), "failing": failing,
+                "failing_for_s": None if since is None else max(0, (now_ms() - since) // 1000)}
 
     def _on_advance(self, _token: int) -> None:
         self._wake.set()

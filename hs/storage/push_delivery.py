@@ -96,6 +96,14 @@ class PushDeliveryStore:
                         "UPDATE pusher_delivery SET failing_since_ts = %s"
                         " WHERE user_id = %s AND app_id = %s AND pushkey = %s", (failing_since_ts, *key))
 
+    def failing(self) -> tuple[int, int | None]:
+        """How many pushers of any kind are failing, and since when the oldest has been."""
+        count, oldest = self.db.execute(
+            "failing_pushers",
+            "SELECT count(*), min(failing_since_ts) FROM (SELECT failing_since_ts FROM pusher_delivery"
+            " UNION ALL SELECT failing_since_ts FROM email_pusher_state) s WHERE failing_since_ts IS NOT NULL")[0]
+        return count, oldest
+
     def delete_state(self, keys: list[PusherKey]) -> None:
         self.db.execute("delete_pusher_delivery",
                         "DELETE FROM pusher_delivery WHERE (user_id, app_id, pushkey) IN"

@@ -60,7 +60,8 @@ def test_synctl_a_starts_master_and_workers_reports_status_restarts_one_and_stop
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()
     assert len(lines) == 3
-    assert re.fullmatch(rf"the homeserver: running \(pid {pids['master']}\); streams: (\w+ \d+(, )?)+", lines[0])
+    assert re.fullmatch(rf"the homeserver: running \(pid {pids['master']}\); streams: (\w+ \d+(, )?)+"
+                        r"; pushers: running 0, failing 0, failing_for_s -", lines[0])
     for line, name in zip(lines[1:], ("client_reader worker client_reader1", "synchrotron worker synchrotron1"),
                           strict=True):
         pid = pids[name.rsplit(" ", 1)[1]]

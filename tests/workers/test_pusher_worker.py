@@ -6,6 +6,7 @@ the gateway rejects is removed through the master."""
 import time
 
 import pytest
+import requests
 
 from tests.api.test_push_http import received, set_pusher, wait_received
 from tests.api.test_sync import post, send
@@ -84,3 +85,28 @@ def test_rejected_pushkey_is_removed_through_the_master(cluster):
     send(alice, room_id, "not sent")
     time.sleep(1)
     assert len(received(gateway, pushkey)) == 1
+
+
+def test_status_reports_the_pushers_the_worker_runs_and_how_long_one_has_failed(cluster):
+    master, worker, gateway = cluster
+    alice, bob, carol, room_id = group(master)
+    set_pusher(bob, gateway.url)
+
+    def pushers() -> dict:
+        return requests.get(worker.base_url + "/_hs/status", timeout=10).json()["details"]["pushers"]
+    deadline = time.monotonic() + 20
+    while pushers()["running"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pushers()["failing"] == 0 and pushers()["failing_for_s"] is None
+    gateway.fail_next(1000)
+    try:
+        failing = send(alice, room_id, "into a failing gateway")
+        gateway.wait_for(lambda: any(n["event_id"] == failing for n in gateway.failed), timeout=30)
+        deadline = time.monotonic() + 20
+        while pushers()["failing"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status = pushers()
+        assert status["failing"] == 1 and status["failing_for_s"] >= 0
+        assert "pushers" not in requests.get(master.url("/_hs/status"), timeout=10).json()["details"]
+    finally:
+        gateway.recover()
