@@ -104,17 +104,25 @@ class PushDeliveryStore:
             " UNION ALL SELECT failing_since_ts FROM email_pusher_state) s WHERE failing_since_ts IS NOT NULL")[0]
         return count, oldest
 
+    # Every pusher kind's delivery state, keyed by the pusher: it goes when the pusher goes, so a
+    # pusher set again with the same key starts afresh (new position, new unsubscribe token).
+    _STATE_TABLES = ("pusher_delivery", "email_pusher_state", "email_pusher_throttle")
+
     def delete_state(self, keys: list[PusherKey]) -> None:
-        self.db.execute("delete_pusher_delivery",
-                        "DELETE FROM pusher_delivery WHERE (user_id, app_id, pushkey) IN"
-                        " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
-                        tuple(list(column) for column in zip(*keys, strict=True)))
+        def txn(cur):
+            for table in self._STATE_TABLES:
+                cur.execute(f"DELETE FROM {table} WHERE (user_id, app_id, pushkey) IN"
+                            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                            tuple(list(column) for column in zip(*keys, strict=True)))
+        self.db.run_txn("delete_pusher_delivery", txn)
 
     def delete_orphaned_state(self) -> None:
         """State of pushers deleted while no process was pushing."""
-        self.db.execute("delete_orphaned_pusher_delivery",
-                        "DELETE FROM pusher_delivery d WHERE NOT EXISTS (SELECT 1 FROM pushers p"
-                        " WHERE p.user_id = d.user_id AND p.app_id = d.app_id AND p.pushkey = d.pushkey)")
+        def txn(cur):
+            for table in self._STATE_TABLES:
+                cur.execute(f"DELETE FROM {table} d WHERE NOT EXISTS (SELECT 1 FROM pushers p"
+                            " WHERE p.user_id = d.user_id AND p.app_id = d.app_id AND p.pushkey = d.pushkey)")
+        self.db.run_txn("delete_orphaned_pusher_delivery", txn)
 
     def get_states(self, user_id: str) -> dict[tuple[str, str], tuple[int, int | None, int | None]]:
         """{(app_id, pushkey): (last_stream_ordering, last_success_ts, failing_since_ts)} of the

@@ -323,3 +323,27 @@ def test_require_transport_security_refuses_a_server_without_starttls():
             Mailer(mail_config(server)).send("a@example.org", "Hello", "text", "<p>html</p>")
         assert server.received() == []
         assert server.failed_logins == 0  # the password never went out in the clear
+
+
+def test_a_deleted_email_pusher_leaves_no_state_and_set_again_starts_afresh(mail_server, smtp, db_dsn):
+    alice = new_user(mail_server, "em")
+    address = subscribe(alice, smtp, db_dsn)
+
+    def state():
+        return query(db_dsn, "SELECT unsubscribe_token FROM email_pusher_state WHERE user_id = %s", (alice.user_id,))
+    [(old_token,)] = state()
+    removal = pusher_body(kind=None, app_id="m.email", pushkey=address)
+    assert alice.post("/pushers/set", removal).status_code == 200
+    deadline = time.monotonic() + 10
+    while state() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state() == []
+    set_pusher(alice, email_pusher(address))
+    deadline = time.monotonic() + 10
+    while not state() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [(new_token,)] = state()
+    assert new_token != old_token
+    old_link = requests.get(mail_server.url("/_synapse/client/email/unsubscribe"), params={"token": old_token},
+                            timeout=10)
+    assert old_link.status_code == 404
