@@ -36,6 +36,8 @@ setup(
             "jsonschema>=4.18",
             # A real SMTP server for the email notification and 3PID tests.
             "aiosmtpd>=1.4",
+            # A bridge built with a framework we did not write, for the application service tests.
+            "mautrix>=0.20",
         ],
     },
     entry_points={"console_scripts": ["synctl=synctl:main"]},
