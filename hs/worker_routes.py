@@ -50,6 +50,8 @@ ROUTES: dict[str, list[tuple[tuple[str, ...] | None, str]]] = {
         (None, "^/_synapse/admin/v1/purge_media_cache$"),
         (None, "^/_synapse/admin/v1/user/[^/]+/media/quarantine$"),
         (None, "^/_synapse/admin/v(1|2)/users/[^/]+/media$"),
+        (None, "^/_synapse/admin/v1/room/[^/]+/media(/quarantine)?$"),
+        (None, "^/_synapse/admin/v1/quarantine_media/[^/]+$"),
     ],
     "pusher": [],
     "appservice": [],

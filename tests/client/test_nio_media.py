@@ -93,3 +93,15 @@ def test_upload_over_the_limit_is_refused_to_nio(db_dsn):
                                           filesize=4096)
             assert isinstance(resp, UploadError) and resp.status_code == "M_TOO_LARGE", resp
         run(server, scenario)
+
+
+def test_plain_file_comes_back_byte_identical_with_its_name_and_type(homeserver):
+    data = bytes(range(256)) * 2048  # half a MiB, every byte value
+
+    async def scenario(new_user):
+        client = await new_user("nmfile")
+        uri, _ = await upload(client, data, "application/pdf", "report final.pdf")
+        got = await client.download(uri)
+        assert isinstance(got, MemoryDownloadResponse), got
+        assert (got.body, got.content_type, got.filename) == (data, "application/pdf", "report final.pdf")
+    run(homeserver, scenario)

@@ -154,6 +154,10 @@ def test_synctl_haproxy_config_refuses_a_bind_without_a_port(tmp_path):
     ("media_repository", "POST", "/_synapse/admin/v1/user/%40a%3Ab/media/quarantine", True),
     ("media_repository", "POST", "/_synapse/admin/v1/purge_media_cache", True),
     ("media_repository", "GET", "/_synapse/admin/v1/registration_tokens", False),
+    ("media_repository", "GET", "/_synapse/admin/v1/room/%21r%3Ab/media", True),
+    ("media_repository", "POST", "/_synapse/admin/v1/room/%21r%3Ab/media/quarantine", True),
+    ("media_repository", "POST", "/_synapse/admin/v1/quarantine_media/%21r%3Ab", True),
+    ("media_repository", "GET", "/_synapse/admin/v1/rooms/%21r%3Ab/members", False),
 ])
 def test_the_route_table_says_which_type_serves_a_request(kind, method, path, expected):
     assert serves(kind, method, path) is expected
@@ -246,6 +250,8 @@ def proxied(tmp_path_factory):
     ("DELETE", "/_synapse/admin/v1/media/example.org/abc", "media"),
     ("GET", "/_synapse/admin/v1/users/%40a%3Aexample.org/media?limit=2", "media"),
     ("GET", "/_synapse/admin/v1/registration_tokens", "master"),
+    ("POST", "/_synapse/admin/v1/room/%21r%3Aexample.org/media/quarantine", "media"),
+    ("GET", "/_synapse/admin/v1/rooms/%21r%3Aexample.org/members", "master"),
 ])
 def test_haproxy_routes_each_path_to_the_type_that_serves_it(proxied, method, path, expected):
     assert proxied(method, path)["name"].startswith(expected)
