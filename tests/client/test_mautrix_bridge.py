@@ -51,6 +51,8 @@ def test_bridge_registers_ghosts_creates_rooms_and_speaks_as_them(bridged):
     alice = new_user(server, "human")
     ghost = bridge.ghost("remote_bob")
     bridge.run(ghost.set_displayname("Bob (bridged)"))
+    avatar = f"mxc://{SERVER}/{'A' * 24}"
+    bridge.run(ghost.set_avatar_url(avatar))
     room_id = bridge.run(ghost.create_room(name="Bridged chat", preset=RoomCreatePreset.PUBLIC,
                                            invitees=[alice.user_id]))
     assert alice.post(f"/join/{q(room_id)}", {}).status_code == 200
@@ -58,7 +60,7 @@ def test_bridge_registers_ghosts_creates_rooms_and_speaks_as_them(bridged):
     messages = alice.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 5}).json()["chunk"]
     sent = next(e for e in messages if e["event_id"] == event_id)
     assert (sent["sender"], sent["content"]["body"]) == (ghost.mxid, "hello from the other network")
-    assert alice.get(f"/profile/{q(ghost.mxid)}/displayname").json() == {"displayname": "Bob (bridged)"}
+    assert alice.get(f"/profile/{q(ghost.mxid)}").json() == {"displayname": "Bob (bridged)", "avatar_url": avatar}
     # Its users' namespace is exclusive: nobody else may register there.
     taken = Client(server).post("/register", {"username": "bridge_someone", "password": "pw-pw-pw-pw",
                                               "auth": {"type": "m.login.dummy"}})
