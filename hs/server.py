@@ -403,7 +403,7 @@ class HomeServer:
         self.media.uploaded_listeners.append(self.thumbnails.pregenerate)
         from hs.handlers.media_admin import MediaAdminHandler
         from hs.storage.media_admin import MediaAdminStore
-        self.media_admin = MediaAdminHandler(config, self.registration_token_admin, self.media_store,
+        self.media_admin = MediaAdminHandler(config, self.registration_token_admin, self.accounts, self.media_store,
                                              MediaAdminStore(db, config.server_name), self.media_files)
 
     def _position(self, name: str, table: str, column: str, **kwargs):

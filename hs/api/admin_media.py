@@ -52,16 +52,30 @@ class UserMediaQuarantineResource(_AdminResource):
         resp.media = self.handler.quarantine_user_media(self._admin(req), user_id)
 
 
+class RoomMediaQuarantineResource(_AdminResource):
+    def on_post(self, req, resp, room_id):
+        resp.media = self.handler.quarantine_room_media(self._admin(req), room_id)
+
+
+class RoomMediaResource(_AdminResource):
+    def on_get(self, req, resp, room_id):
+        self._admin(req)
+        resp.media = self.handler.room_media(room_id)
+
+
+def _page(req) -> tuple:
+    return (query_int(req, "from", 0, minimum=0), query_int(req, "limit", 100, minimum=0),
+            req.get_param("order_by"), req.get_param("dir"))
+
+
 class UserMediaResource(_AdminResource):
     def on_get(self, req, resp, user_id):
         self._admin(req)
-        resp.media = self.handler.list_user_media(
-            user_id, query_int(req, "from", 0, minimum=0), query_int(req, "limit", 100, minimum=0),
-            req.get_param("order_by"), req.get_param("dir") or "f")
+        resp.media = self.handler.list_user_media(user_id, *_page(req))
 
     def on_delete(self, req, resp, user_id):
         self._admin(req)
-        resp.media = self.handler.delete_user_media(user_id)
+        resp.media = self.handler.delete_user_media(user_id, *_page(req))
 
 
 class DeleteOldMediaResource(_AdminResource):
@@ -91,6 +105,9 @@ def register(app, hs):
     app.add_route(V1 + "/media/protect/{media_id}", ProtectResource(handler, True))
     app.add_route(V1 + "/media/unprotect/{media_id}", ProtectResource(handler, False))
     app.add_route(V1 + "/user/{user_id}/media/quarantine", UserMediaQuarantineResource(handler))
+    app.add_route(V1 + "/room/{room_id}/media/quarantine", RoomMediaQuarantineResource(handler))
+    app.add_route(V1 + "/quarantine_media/{room_id}", RoomMediaQuarantineResource(handler))  # Synapse's old path
+    app.add_route(V1 + "/room/{room_id}/media", RoomMediaResource(handler))
     for prefix in (V1, "/_synapse/admin/v2"):
         app.add_route(prefix + "/users/{user_id}/media", UserMediaResource(handler))
     app.add_route(V1 + "/media/delete", DeleteOldMediaResource(handler))

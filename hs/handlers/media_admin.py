@@ -7,7 +7,7 @@ import gevent
 
 from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
-from hs.identifiers import user_id_parts
+from hs.identifiers import check_room_id, user_id_parts
 from hs.storage.media_admin import ORDER_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -28,10 +28,11 @@ def _deleted(ids: list) -> dict:
 
 
 class MediaAdminHandler:
-    def __init__(self, config, admin, media_store, admin_store, files):
+    def __init__(self, config, admin, accounts, media_store, admin_store, files):
         self.server_name = config.server_name
         self.retention_ms = config.media_retention_local_ms
         self.admin = admin  # require_admin
+        self.accounts = accounts
         self.media_store = media_store
         self.store = admin_store
         self.files = files
@@ -50,6 +51,11 @@ class MediaAdminHandler:
     def _local_user(self, user_id: str) -> str:
         if user_id_parts(user_id)[1] != self.server_name:
             raise MatrixError(400, Codes.INVALID_PARAM, "Can only look up local users")
+        return user_id
+
+    def _known_local_user(self, user_id: str) -> str:
+        if not self.accounts.user_exists(self._local_user(user_id)):
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown user")
         return user_id
 
     def info(self, server_name: str, media_id: str) -> dict:
@@ -72,21 +78,40 @@ class MediaAdminHandler:
     def quarantine_user_media(self, requester, user_id: str) -> dict:
         return {"num_quarantined": self.store.quarantine_user_media(self._local_user(user_id), requester.user_id)}
 
-    def list_user_media(self, user_id: str, start: int, limit: int, order_by: str | None, direction: str) -> dict:
-        order_by = order_by or "created_ts"
+    def quarantine_room_media(self, requester, room_id: str) -> dict:
+        check_room_id(room_id)
+        return {"num_quarantined": self.store.quarantine_room_media(room_id, requester.user_id)}
+
+    def room_media(self, room_id: str) -> dict:
+        check_room_id(room_id)
+        local, remote = self.store.room_media(room_id)
+        return {"local": [f"mxc://{self.server_name}/{media_id}" for media_id in local],
+                "remote": [f"mxc://{server}/{media_id}" for server, media_id in remote]}
+
+    def _user_media_page(self, user_id: str, start: int, limit: int, order_by: str | None, direction: str | None):
+        # With neither order_by nor dir, newest first: Synapse's default, kept for its old clients.
+        if order_by is None and direction is None:
+            order_by, direction = "created_ts", "b"
+        order_by, direction = order_by or "created_ts", direction or "f"
         if order_by not in ORDER_COLUMNS:
             raise MatrixError(400, Codes.INVALID_PARAM, f"order_by must be one of {', '.join(ORDER_COLUMNS)}")
         if direction not in ("f", "b"):
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be f or b")
-        media, total = self.store.list_user_media(self._local_user(user_id), start, limit, order_by, direction == "b")
+        return self.store.list_user_media(self._known_local_user(user_id), start, limit, order_by, direction == "b")
+
+    def list_user_media(self, user_id: str, start: int, limit: int, order_by: str | None,
+                        direction: str | None) -> dict:
+        media, total = self._user_media_page(user_id, start, limit, order_by, direction)
         body = {"media": [_media_info(m) for m in media], "total": total}
         if start + len(media) < total:
             body["next_token"] = start + len(media)
         return body
 
-    def delete_user_media(self, user_id: str) -> dict:
-        ids = self.store.user_media_ids(self._local_user(user_id))
-        return _deleted(self.media_store.delete_local_media(ids, self.files))
+    def delete_user_media(self, user_id: str, start: int, limit: int, order_by: str | None,
+                          direction: str | None) -> dict:
+        """Deletes one page of the user's media, the page GET would list (Synapse's semantics)."""
+        media, _ = self._user_media_page(user_id, start, limit, order_by, direction)
+        return _deleted(self.media_store.delete_local_media([m.media_id for m in media], self.files))
 
     def delete_old(self, server_name: str, before_ts: int, size_gt: int, keep_profiles: bool) -> dict:
         if server_name != self.server_name:
