@@ -2,7 +2,7 @@
 """Push delivery: notifications per second to a local push gateway with 1,000 pushers in one busy
 room, and the delay from a send to the gateway.
 
-    python bench/push_delivery.py [--pushers 1000] [--messages 20] [--interval 0.5]
+    python bench/push_delivery.py [--pushers 1000] [--messages 20] [--interval 0.5] [--worker]
 
 Starts its own homeserver (tests/harness.py: gunicorn, one gevent worker; ip_range_whitelist
 allows loopback) on a fresh database ($TEST_PG_DSN's server or an embedded PostgreSQL, as
@@ -11,7 +11,8 @@ gateway in this process (a threaded HTTP/1.1 server answering {"rejected": []} a
 when each event ID arrived). One more user sends --messages messages, one every --interval s.
 Reported: for each message the delay from the send's answer to its first, median and last
 notification at the gateway (p50/p95 over messages), and the notifications per second over the
-whole run (all of them, divided by first send to last arrival). Keep --interval under 2 s:
+whole run (all of them, divided by first send to last arrival). --worker: the master runs with
+start_pushers: false and a pusher worker (tests/workers/cluster.py) delivers. Keep --interval under 2 s:
 gunicorn closes a keep-alive connection idle for 2 s, and the sender's next PUT may race that.
 """
 
@@ -39,6 +40,7 @@ from bench.room_size import (
     run_concurrently,
 )
 from tests.harness import HomeserverProcess
+from tests.workers.cluster import WorkerProcess, master_with_replication
 
 
 class Gateway:
@@ -87,17 +89,23 @@ def main() -> int:
     parser.add_argument("--pushers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between sends")
+    parser.add_argument("--worker", action="store_true", help="deliver from a pusher worker")
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = Postgres()
-    server = gateway = None
+    server = worker = gateway = None
     try:
         dsn = postgres.new_database()
-        server = HomeserverProcess(dsn, server_name=SERVER_NAME, ip_range_whitelist=["127.0.0.1/32"],
-                                   rc_message={"per_second": 1000, "burst_count": 1000})
+        config = {"server_name": SERVER_NAME, "ip_range_whitelist": ["127.0.0.1/32"],
+                  "rc_message": {"per_second": 1000, "burst_count": 1000}}
+        server = master_with_replication(dsn, start_pushers=False, **config) if args.worker \
+            else HomeserverProcess(dsn, **config)
         server.start()
         print(f"homeserver pid {server.proc.pid} on {server.base_url}; log {server.log_path}", flush=True)
+        if args.worker:
+            worker = WorkerProcess(server, "pusher", "pusher1").start()
+            print(f"pusher worker pid {worker.proc.pid}; log {worker.log_path}", flush=True)
         gateway = Gateway()
         api = Api(server.base_url)
         users = create_users(dsn, ["sender"] + [f"reader{i:04d}" for i in range(args.pushers)])
@@ -133,8 +141,9 @@ def main() -> int:
         total = sum(gateway.count(e) for e, _, _ in sends)
         span = max(a for e, _, _ in sends for a in gateway.arrivals[e]) - sends[0][1]
         print()
-        print(f"Push delivery: {args.pushers} pushers in one room, {args.messages} messages every {args.interval} s;"
-              f" {postgres.note}; load average {os.getloadavg()[0]:.1f}")
+        where = " via the pusher worker" if args.worker else ""
+        print(f"Push delivery{where}: {args.pushers} pushers in one room, {args.messages} messages every"
+              f" {args.interval} s; {postgres.note}; load average {os.getloadavg()[0]:.1f}")
         print(f"notifications: {total} delivered, {missing} missing; {total / span:.0f}/s over the run")
         print(f"{'send -> gateway':<22}{'p50 ms':>9}{'p95 ms':>9}")
         for name, values in (("first notification", first), ("median notification", median),
@@ -144,6 +153,8 @@ def main() -> int:
     finally:
         if gateway is not None:
             gateway.stop()
+        if worker is not None:
+            worker.stop()
         if server is not None:
             server.stop()
         postgres.stop()

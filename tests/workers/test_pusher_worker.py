@@ -1,25 +1,36 @@
 """The pusher worker (a master with start_pushers: false) delivers to a real push gateway:
 messages, mentions and invites with their counts and priorities; killed with SIGKILL while the
 gateway fails and started again, it delivers every notification exactly once, in order; a pushkey
-the gateway rejects is removed through the master."""
+the gateway rejects is removed through the master; email pushers (email.enable_notifs) mail from it."""
 
 import time
 
 import pytest
 import requests
 
+from tests.api.test_push_email import DELAY, SMTP_AUTH, notifications_to, shared_room, subscribe
 from tests.api.test_push_http import received, set_pusher, wait_received
 from tests.api.test_sync import post, send
 from tests.api.test_unread_counts import group, me, send_content
 from tests.harness import create, new_user, q
 from tests.push_gateway import PushGateway
+from tests.smtp_server import SmtpServer, text_part
 from tests.workers.cluster import WorkerProcess, master_with_replication
 
 
 @pytest.fixture(scope="module")
-def cluster(db_dsn):
+def smtp():
+    with SmtpServer(auth=SMTP_AUTH) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(db_dsn, smtp):
     gateway = PushGateway().start()
-    master = master_with_replication(db_dsn, start_pushers=False, ip_range_whitelist=["127.0.0.1/32"])
+    email = {"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_user": SMTP_AUTH[0], "smtp_pass": SMTP_AUTH[1],
+             "enable_tls": False, "notif_from": "Test HS <noreply@test.local>", "app_name": "TestHS",
+             "enable_notifs": True, "notif_delay_before_mail": int(DELAY * 1000)}
+    master = master_with_replication(db_dsn, start_pushers=False, ip_range_whitelist=["127.0.0.1/32"], email=email)
     worker = WorkerProcess(master, "pusher", "pusher1")
     try:
         master.start()
@@ -110,3 +121,16 @@ def test_status_reports_the_pushers_the_worker_runs_and_how_long_one_has_failed(
         assert "pushers" not in requests.get(master.url("/_hs/status"), timeout=10).json()["details"]
     finally:
         gateway.recover()
+
+
+def test_worker_mails_an_email_pushers_notification(cluster, smtp, db_dsn):
+    master, _, _ = cluster
+    alice = new_user(master, "wm")
+    room_id, bob = shared_room(alice)
+    address = subscribe(alice, smtp, db_dsn)  # the worker started the pusher: it wrote its state
+    send(bob, room_id, "mailed by the pusher worker")
+    msg = smtp.wait_for_message(lambda m: m["To"] == address and "unread" in m["Subject"], timeout=60)
+    assert msg["Subject"] == "[TestHS] 1 unread message in Garden Club"
+    assert "Bob Builder: mailed by the pusher worker" in text_part(msg)
+    time.sleep(DELAY + 0.5)
+    assert len(notifications_to(smtp, address)) == 1
