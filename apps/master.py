@@ -45,8 +45,14 @@ from hs.api.client import (
     user_directory,
     versions,
 )
+from hs.api.federation import keys as federation_keys
+from hs.api.federation import membership as federation_membership
+from hs.api.federation import rooms as federation_rooms
+from hs.api.federation import send as federation_send
+from hs.api.federation import version as federation_version
 from hs.appservice.scheduler import AppServiceScheduler
 from hs.config import load_config
+from hs.federation.tls_listener import start_tls_listeners
 from hs.logging_setup import setup_logging
 from hs.master_replication import start_replication
 from hs.server import HomeServer, load_or_create_signing_keys, open_database
@@ -72,6 +78,8 @@ RESOURCE_MODULES += (dehydrated_device,)
 RESOURCE_MODULES += (threepids, email_links)
 RESOURCE_MODULES += (appservice, thirdparty)
 RESOURCE_MODULES += (admin_pushers,)
+RESOURCE_MODULES += (federation_version, federation_keys, federation_send, federation_membership,
+                     federation_rooms)
 # The media repository, unless a media_repository worker serves it instead.
 MEDIA_RESOURCE_MODULES = (media, admin_media)
 
@@ -94,6 +102,10 @@ def create_app(config_path: str):
     if config.start_pushers:  # else the pusher worker delivers notifications
         hs.pusher_pool.start()
         hs.status_details["pushers"] = hs.pusher_pool.status
+    if hs.federation_sender is not None:
+        hs.federation_sender.start()
+        hs.status_details["federation"] = hs.federation_sender.status
+    start_tls_listeners(config, app)  # last: the federation port answers once every route is in
     return app
 
 

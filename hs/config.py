@@ -175,6 +175,7 @@ class HomeServerConfig:
         self._read_app_services(top)
         self._read_email(top)
         self._read_push(top)
+        self._read_federation(top)
         self._warn_unknown(data)
 
     def _abs(self, value):
@@ -249,11 +250,15 @@ class HomeServerConfig:
                         res_sect.fail("names", f"names among {', '.join(sorted(HTTP_RESOURCE_NAMES))}", name)
                     resources.add(name)
             tls = sect.get("tls", bool, False)
-            if tls:
-                sect.fail("tls", "false (TLS termination comes with federation; put a proxy in front)", tls)
+            if tls and kind != "http":
+                sect.fail("tls", "false on a listener that is not of type http", tls)
             listeners.append(Listener(kind, port, binds, resources, sect.get("x_forwarded", bool, False), tls))
         if not any(lst.type == "http" for lst in listeners):
             raise ConfigError(f"{top.path}: {key}: at least one listener of type http is required")
+        # gunicorn binds the plain listeners; the app binds `tls: true` ones itself
+        # (hs/federation/tls_listener.py), so at least one must be plain.
+        if not any(lst.type == "http" and not lst.tls for lst in listeners):
+            raise ConfigError(f"{top.path}: {key}: at least one listener of type http without tls is required")
         return listeners
 
     def _read_duties(self, top: _Section):
@@ -433,6 +438,98 @@ class HomeServerConfig:
         self.push_include_content = sect.get("include_content", bool, True)
         self.push_group_unread_count_by_room = sect.get("group_unread_count_by_room", bool, True)
 
+    def _read_federation(self, top: _Section):
+        """Federation, with Synapse's keys: who we federate with, how outbound requests connect
+        (hs/federation/http_client.py), whose keys we trust, the TLS listener's certificate."""
+        from hs.push.outbound import DEFAULT_IP_RANGE_BLACKLIST
+        whitelist = top.get("federation_domain_whitelist", list, None)
+        if whitelist is not None:
+            for i, name in enumerate(whitelist):
+                if not isinstance(name, str) or not is_valid_server_name(name):
+                    top.fail(f"federation_domain_whitelist[{i}]", "a server name such as example.org", name)
+            whitelist = frozenset(whitelist)
+        self.federation_domain_whitelist = whitelist
+        self.federation_verify_certificates = top.get("federation_verify_certificates", bool, True)
+        self.federation_custom_ca_list = []
+        for i, path in enumerate(top.get("federation_custom_ca_list", list, [])):
+            if not isinstance(path, str):
+                top.fail(f"federation_custom_ca_list[{i}]", "the path of a PEM file", path)
+            self.federation_custom_ca_list.append(self._readable(top, f"federation_custom_ca_list[{i}]", path))
+        # As Synapse: the unspecified addresses are refused even with an empty list.
+        self.federation_ip_range_blacklist = self._ip_ranges(
+            top, "federation_ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST) + [
+            ipaddress.ip_network("0.0.0.0/32"), ipaddress.ip_network("::/128")]
+        self.trusted_key_servers = self._trusted_key_servers(top)
+        self.suppress_key_server_warning = top.get("suppress_key_server_warning", bool, False)
+        self.old_signing_keys = self._old_signing_keys(top)
+        sect = top.section("federation")
+        self.federation_client_timeout_ms = sect.duration_ms("client_timeout", "60s")
+        self.federation_min_retry_ms = sect.duration_ms("destination_min_retry_interval", "10m")
+        self.federation_retry_multiplier = sect.get("destination_retry_multiplier", float, 2.0)
+        if self.federation_retry_multiplier < 1:
+            sect.fail("destination_retry_multiplier", "a number of at least 1", self.federation_retry_multiplier)
+        self.federation_max_retry_ms = sect.duration_ms("destination_max_retry_interval", "7d")
+        self.allow_profile_lookup_over_federation = top.get("allow_profile_lookup_over_federation", bool, True)
+        self.allow_public_rooms_over_federation = top.get("allow_public_rooms_over_federation", bool, False)
+        self.send_federation = top.get("send_federation", bool, True)
+        self.tls_certificate_path = top.get("tls_certificate_path", str, None)
+        self.tls_private_key_path = top.get("tls_private_key_path", str, None)
+        if any(lst.tls for lst in self.listeners):
+            for key in ("tls_certificate_path", "tls_private_key_path"):
+                if getattr(self, key) is None:
+                    raise ConfigError(f"{top.path}: {key}: required by the listener with tls: true")
+        for key in ("tls_certificate_path", "tls_private_key_path"):
+            if getattr(self, key) is not None:
+                setattr(self, key, self._readable(top, key, getattr(self, key)))
+
+    def _readable(self, top: _Section, key: str, path: str) -> str:
+        path = self._abs(path)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            top.fail(key, f"a readable file ({e.strerror})", path)
+        return path
+
+    @staticmethod
+    def _trusted_key_servers(top: _Section) -> list:
+        """[{server_name, verify_keys: {key_id: base64} or None}]; Synapse's default trusts matrix.org."""
+        from hs.events.signing import decode_verify_key_base64
+        servers = []
+        for i, item in enumerate(top.get("trusted_key_servers", list, [{"server_name": "matrix.org"}])):
+            sect = _Section(top.path, item, f"trusted_key_servers[{i}]")
+            name = sect.get("server_name", str)
+            if not is_valid_server_name(name):
+                sect.fail("server_name", "a server name such as matrix.org", name)
+            verify_keys = sect.get("verify_keys", dict, None)
+            for key_id, key in (verify_keys or {}).items():
+                try:
+                    algorithm, version = str(key_id).split(":", 1)
+                    decode_verify_key_base64(algorithm, version, key)
+                except (ValueError, TypeError):
+                    sect.fail(f"verify_keys.{key_id}", "an ed25519 public key in unpadded base64", key)
+            servers.append({"server_name": name, "verify_keys": verify_keys})
+        return servers
+
+    @staticmethod
+    def _old_signing_keys(top: _Section) -> dict:
+        """{key_id: {key, expired_ts}}: keys we signed with before, still published as
+        old_verify_keys so that what they signed can be checked."""
+        from hs.events.signing import decode_verify_key_base64
+        keys = {}
+        sect = top.section("old_signing_keys")
+        for key_id in sect.data:
+            entry = sect.section(key_id)
+            key, expired_ts = entry.get("key", str), entry.get("expired_ts", int)
+            try:
+                algorithm, version = str(key_id).split(":", 1)
+                decode_verify_key_base64(algorithm, version, key)
+            except ValueError:
+                entry.fail("key", "an ed25519 public key in unpadded base64 under a key ID such as ed25519:a_1",
+                           key)
+            keys[key_id] = {"key": key, "expired_ts": expired_ts}
+        return keys
+
     @staticmethod
     def _ip_ranges(top: _Section, key: str, default: list) -> list:
         networks = []
@@ -478,6 +575,10 @@ class HomeServerConfig:
         "app_service_config_files",
         "email", "rc_3pid_validation",
         "ip_range_blacklist", "ip_range_whitelist", "push",
+        "federation_domain_whitelist", "federation_verify_certificates", "federation_custom_ca_list",
+        "federation_ip_range_blacklist", "trusted_key_servers", "suppress_key_server_warning", "old_signing_keys",
+        "federation", "tls_certificate_path", "tls_private_key_path", "allow_profile_lookup_over_federation",
+        "allow_public_rooms_over_federation", "send_federation",
     }
 
     def _warn_unknown(self, data: dict):

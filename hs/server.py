@@ -406,6 +406,64 @@ class HomeServer:
         self.media_admin = MediaAdminHandler(config, self.registration_token_admin, self.accounts, self.media_store,
                                              MediaAdminStore(db, config.server_name), self.media_files)
 
+        self._build_federation_transport()
+        self._build_federation_rooms()
+        self._build_federation_edus()
+
+    def _build_federation_transport(self) -> None:
+        """Signed requests to other servers, their keys, and the check of their signed requests
+        to us (the app's middleware calls hs.auth.servers for every FederationResource)."""
+        from hs.api.federation.base import FederationAuthenticator
+        from hs.federation.http_client import FederationClient
+        from hs.federation.keyring import Keyring
+        from hs.storage.server_keys import ServerKeyStore
+        self.federation_client = FederationClient(self.config, self.signing_keys[0])
+        self.keyring = Keyring(self.config, ServerKeyStore(self.db), self.federation_client, self.signing_keys)
+        self.auth.servers = FederationAuthenticator(self)
+
+    def _build_federation_edus(self) -> None:
+        """EDUs both ways: inbound ones applied (a worker forwards them to the master), and the
+        sender of everything outbound, on the master with send_federation (apps/master.py starts it)."""
+        from hs.handlers.federation_edus import FederationEduHandler
+        from hs.storage.federation_edus import FederationEduStore
+        self.federation_edus = FederationEduHandler(
+            self.config.server_name, self.rooms, self.events, self.typing, self.receipts, self.presence_writer,
+            self.device_list_writer, self.cross_signing_store, self.devices, self.to_device_stream,
+            self.send_to_device.stream_notifier, FederationEduStore(self.db))
+        self.federation_sender = None
+        if not self.is_worker and self.config.send_federation:
+            from hs.federation.sender import FederationSender
+            self.federation_sender = FederationSender(self)
+        self.federation_events.edus = self.federation_edus
+        self.federation_membership.sender = self.federation_sender
+
+    def _build_federation_rooms(self) -> None:
+        """Rooms shared with other servers: receiving their events (/send, joins, invites) and
+        membership across servers. hs.federation_client and hs.keyring are built before."""
+        from hs.handlers.federation_events import FederationEventHandler
+        from hs.handlers.federation_membership import FederationMembershipHandler
+        from hs.storage.federation_events import FederationEventStore
+        self.federation_event_store = FederationEventStore(self.db)
+        self.federation_events = FederationEventHandler(self.config, self.rooms, self.events, self.state,
+                                                        self.event_creation, self.federation_event_store,
+                                                        self.keyring, self.federation_client)
+        self.federation_membership = FederationMembershipHandler(
+            self.config, self.db, self.rooms, self.events, self.state, self.event_creation, self.federation_events,
+            self.federation_event_store, self.federation_client, self.signing_keys[0])
+        self.federation_membership.restricted_authoriser = self.membership.restricted_join_authoriser
+        self.membership.federation = self.federation_membership
+        from hs.handlers.federation_serving import FederationServing
+        self.federation_serving = FederationServing(self.config, self.rooms, self.events, self.state,
+                                                    self.federation_event_store, self.accounts, self.federation_client)
+        self.membership.lookup_remote_alias = self.federation_serving.lookup_remote_alias
+        self.directory.lookup_remote_alias = self.federation_serving.lookup_remote_alias
+        self.profile.remote_profile = self.federation_serving.remote_profile
+        if not self.is_worker:
+            from hs.handlers.federation_backfill import Backfiller
+            self.backfiller = Backfiller(self.config, self.rooms, self.event_creation, self.federation_events,
+                                         self.federation_event_store, self.federation_client)
+            self.room_reads.backfill = self.backfiller.backfill
+
     def _position(self, name: str, table: str, column: str, **kwargs):
         """A stream's position source: its id generator on the master (the single writer), what
         replication has applied on a worker."""

@@ -16,6 +16,7 @@ from hs.api import status
 from hs.api.app import build_app
 from hs.config import ConfigError
 from hs.errors import Codes, MatrixError
+from hs.federation.tls_listener import start_tls_listeners
 from hs.handlers.presence import WorkerPresence
 from hs.logging_setup import setup_logging
 from hs.metrics import register_replication_client
@@ -113,5 +114,6 @@ def create_worker_app(worker_type: str, resource_modules) -> falcon.App:
         module.register(app, hs)
     status.register(app, worker_type, config.worker_name, client.positions, client.ready.is_set,
                     hs.status_details)
+    start_tls_listeners(config, app)
     logger.info("%s worker %s ready to serve", worker_type, config.worker_name)
     return app

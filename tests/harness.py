@@ -109,7 +109,9 @@ class HomeserverProcess(GunicornProcess):
     def start(self, timeout: float = 60.0) -> "HomeserverProcess":
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
-        binds = [lst["port"] for lst in self.config["listeners"] if lst["type"] in ("http", "metrics")]
+        # The app binds `tls: true` listeners itself (hs/federation/tls_listener.py).
+        binds = [lst["port"] for lst in self.config["listeners"]
+                 if lst["type"] in ("http", "metrics") and not lst.get("tls")]
         self.launch("apps.master", binds, {"HS_CONFIG": self.config_path})
         return self.wait_until(lambda: requests.get(self.base_url + "/_matrix/client/versions", timeout=1
                                                     ).status_code == 200, timeout)
@@ -117,7 +119,8 @@ class HomeserverProcess(GunicornProcess):
     def stop(self) -> None:
         """Stops the process group by pid and removes the server's directory."""
         self.stop_process()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("HS_KEEP_TEST_DIRS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Client:

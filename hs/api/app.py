@@ -146,6 +146,10 @@ class MatrixMiddleware:
         method = req.method if req.method != "HEAD" else "GET"
         if method in resource.public or not _has_responder(resource, method):
             return  # a method the resource lacks is answered 405 whoever asks
+        if getattr(resource, "server_auth", False):
+            # Another server, not a user: an X-Matrix signature (hs/api/federation/base.py).
+            self.auth.servers.authenticate(req)
+            return
         token = self.auth.token_from_request(req)
         if token is None and method in resource.optional_auth:
             return

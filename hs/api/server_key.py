@@ -1,8 +1,8 @@
-"""GET /_matrix/key/v2/server: our signing keys, as JSON signed by themselves."""
+"""GET /_matrix/key/v2/server: our signing keys, as JSON signed by themselves, with the keys we
+signed with before (config old_signing_keys) as old_verify_keys."""
 
 from hs.api.app import Resource
-from hs.clock import now_ms
-from hs.events.signing import sign_json
+from hs.federation.keyring import local_key_response
 
 
 class ServerKeyResource(Resource):
@@ -13,15 +13,7 @@ class ServerKeyResource(Resource):
         self.signing_keys = signing_keys
 
     def on_get(self, req, resp):
-        body = {
-            "server_name": self.config.server_name,
-            "valid_until_ts": now_ms() + self.config.key_refresh_interval_ms,
-            "verify_keys": {key.key_id: {"key": key.verify_key_base64} for key in self.signing_keys},
-            "old_verify_keys": {},
-        }
-        for key in self.signing_keys:
-            sign_json(body, self.config.server_name, key)
-        resp.media = body
+        resp.media = local_key_response(self.config, self.signing_keys)
 
     def on_get_by_id(self, req, resp, key_id):
         self.on_get(req, resp)

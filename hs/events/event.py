@@ -84,6 +84,18 @@ class Event:
         return f"<Event {self.event_id} {self.type} {self.state_key!r} by {self.pdu.get('sender')}>"
 
 
+def relation_of(content: dict) -> tuple | None:
+    """(target event ID, rel_type, annotation key) of an event's m.relates_to, if it has one."""
+    relates = content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None
+    rel_type, target = relates.get("rel_type"), relates.get("event_id")
+    if not isinstance(rel_type, str) or not isinstance(target, str):
+        return None
+    key = relates.get("key") if rel_type == "m.annotation" and isinstance(relates.get("key"), str) else None
+    return target, rel_type, key
+
+
 def _edge_ids(edges: list, room_version: RoomVersion) -> list[str]:
     if room_version.event_format == EventFormat.V1:
         # v1/v2 edges are [event_id, {"sha256": ...}] pairs.

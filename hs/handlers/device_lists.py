@@ -25,12 +25,18 @@ class DeviceListWriter:
         self.stream = stream
         self.write_notifier = write_notifier
         self.rooms = rooms
+        # Called with (user_id, stream_id) after each change (the federation sender announces
+        # those of local users to the servers sharing a room with them).
+        self.changed_listeners = []
 
     def user_devices_changed(self, user_id: str) -> None:
+        """Also for a user of another server whose list changed (an m.device_list_update EDU)."""
         rooms = self.rooms.get_rooms_for_user(user_id)
         with self.stream.get_next() as stream_id:
             self.store.add_change(stream_id, user_id)
             self.write_notifier.written(stream_id, users=[user_id], rooms=rooms)
+        for listener in self.changed_listeners:
+            listener(user_id, stream_id)
 
 
 class DeviceListReader:

@@ -55,6 +55,8 @@ class DirectoryHandler:
         # Application services asked about an unknown alias in their namespace (set by hs/server.py).
         self.app_services = None
         self.appservice_api = None
+        # Set by hs/server.py: alias -> (room_id, servers), asked of the alias's server.
+        self.lookup_remote_alias = None
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -128,9 +130,11 @@ class DirectoryHandler:
 
     def get_alias(self, alias: str) -> dict:
         _, server_name = parse_room_alias(alias)
+        if server_name != self.server_name and self.lookup_remote_alias is not None:
+            room_id, servers = self.lookup_remote_alias(alias)
+            return {"room_id": room_id, "servers": list(dict.fromkeys(servers))}
         found = self.lookup_local_alias(alias) if server_name == self.server_name else None
         if found is None:
-            # Another server's alias is resolved over federation, which comes later.
             raise MatrixError(404, Codes.NOT_FOUND, f"Room alias {alias} not found")
         room_id = found[0]
         others = [s for s in self.store.get_joined_servers(room_id) if s != self.server_name]

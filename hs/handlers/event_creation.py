@@ -7,6 +7,7 @@ The master is the only writer of events, and events of one room are built one at
 import secrets
 import string
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import gevent.lock
 
@@ -14,8 +15,10 @@ from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
 from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_rules
 from hs.events.canonical_json import unpadded_b64encode
+from hs.events.event import relation_of
 from hs.events.event_signing import sign_event
 from hs.events.hashing import (
+    add_content_hash,
     compute_reference_hash,
     event_from_pdu,
     make_v1_event_id,
@@ -80,6 +83,9 @@ class EventCreationHandler:
         # persisting transaction (for work that needs no connection, such as push rules); what
         # it returns writes inside that transaction, so it commits with the event or not at all.
         self.persist_preparers: list = []
+        # fn(room_id, event, state_events) -> event, run on a local event after every check and
+        # before it is persisted; it may return the event with more signatures, or raise.
+        self.before_persist: list = []
         self._last_create_ts = 0
 
     def add_content_check(self, event_type: str, check) -> None:
@@ -133,30 +139,9 @@ class EventCreationHandler:
                     return existing
             if ratelimit is not None:
                 ratelimit()
-            room = self.rooms.get_room(room_id)
-            if room is None:
-                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-            room_version = get_room_version(room.room_version)
-            auth_keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
-            wanted = set(auth_keys) | {("m.room.create", "")}
-            if state_key is not None:
-                wanted.add((event_type, state_key))
-            current = self.state.get_current_state_ids(room_id, sorted(wanted))
-            loaded = self.events.get_events(current.values())
-            state_events = {key: loaded[eid].effective_event for key, eid in current.items() if eid in loaded}
-            create_event = state_events.get(("m.room.create", ""))
-            auth_events = {key: state_events[key] for key in auth_keys if key in state_events}
-
-            extremities = sorted(self.events.get_forward_extremities(room_id), key=lambda x: -x[1])
-            prevs = extremities[:MAX_PREV_EVENTS]
-            pdu = {"room_id": room_id, "type": event_type, "sender": sender, "content": content,
-                   "origin_server_ts": now_ms(), "depth": max(depth for _, depth in prevs) + 1,
-                   "prev_events": [eid for eid, _ in prevs],
-                   "auth_events": [e.event_id for e in auth_events.values()]}
-            if state_key is not None:
-                pdu["state_key"] = state_key
-            if redacts is not None and not room_version.redacts_in_content:
-                pdu["redacts"] = redacts
+            t = self._template(room_id, sender, event_type, content, state_key, redacts)
+            room_version, pdu, current, loaded, state_events = t.room_version, t.pdu, t.current, t.loaded, t.state
+            create_event, auth_events, prevs = t.create_event, t.auth_events, t.prevs
             event = self._sign(room_version, pdu)
             self._authorize(event, auth_events, create_event)
             if event_type == "m.room.redaction":
@@ -171,12 +156,20 @@ class EventCreationHandler:
             # After the auth rules: one who may not send the event learns nothing from its checks.
             for check in self.content_checks.get(event_type, ()):
                 check(room_id, sender, content)
+            # Last: a hook may ask another server (an invite is counter-signed by the invitee's).
+            for hook in self.before_persist:
+                event = hook(room_id, event, state_events)
 
             replaces_state = current.get((event_type, state_key)) if state_key is not None else None
-            before_group = self.state.get_state_group_for_event(prevs[0][0])
-            new_group = None
-            if state_key is not None:
-                new_group = self.state.plan_state_group(before_group, {(event_type, state_key): event.event_id})
+            if len(prevs) == 1:
+                before_group, new_group = self._plan_state(event, self.state.get_state_group_for_event(prevs[0][0]),
+                                                           None)
+            else:
+                # The room has forked (federation): the state before the event is the room's
+                # current state, the resolution of its extremities' states.
+                current_state = self.state.get_current_state_ids(room_id)
+                group = self.state_group_holding(current_state, [eid for eid, _ in prevs])
+                before_group, new_group = self._plan_state(event, group, current_state)
             writers = [w for prepare in self.persist_preparers if (w := prepare(room_id, event, state_events))]
             with self.stream_ids.get_next() as stream_ordering:
                 plan = PersistPlan(event, stream_ordering, before_group, replaces_state, new_group,
@@ -185,6 +178,130 @@ class EventCreationHandler:
                 self.db.run_txn("persist_event", self._persist_txn, plan, room_id, writers)
                 self._persisted(stream_ordering, room_id, event)
             return event.event_id
+
+    def _template(self, room_id: str, sender: str, event_type: str, content: dict, state_key, redacts=None):
+        """An unsigned event at the room's current position: prev_events, depth, auth events."""
+        room = self.rooms.get_room(room_id)
+        if room is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        room_version = get_room_version(room.room_version)
+        auth_keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
+        wanted = set(auth_keys) | {("m.room.create", "")}
+        if state_key is not None:
+            wanted.add((event_type, state_key))
+        current = self.state.get_current_state_ids(room_id, sorted(wanted))
+        loaded = self.events.get_events(current.values())
+        state_events = {key: loaded[eid].effective_event for key, eid in current.items() if eid in loaded}
+        create_event = state_events.get(("m.room.create", ""))
+        auth_events = {key: state_events[key] for key in auth_keys if key in state_events}
+        extremities = sorted(self.events.get_forward_extremities(room_id), key=lambda x: -x[1])
+        prevs = extremities[:MAX_PREV_EVENTS]
+        pdu = {"room_id": room_id, "type": event_type, "sender": sender, "content": content,
+               "origin_server_ts": now_ms(), "depth": max(depth for _, depth in prevs) + 1,
+               "prev_events": [eid for eid, _ in prevs],
+               "auth_events": [e.event_id for e in auth_events.values()]}
+        if state_key is not None:
+            pdu["state_key"] = state_key
+        if redacts is not None and not room_version.redacts_in_content:
+            pdu["redacts"] = redacts
+        return _Template(room_version, pdu, current, loaded, state_events, create_event, auth_events, prevs)
+
+    def build_for_remote(self, room_id: str, sender: str, event_type: str, content: dict, state_key: str):
+        """(room_version, unsigned event) for make_join/make_leave/make_knock: what a remote
+        user's server signs and sends back. Raises MatrixError 403 if the rules would refuse it."""
+        with self.room_lock(room_id):
+            t = self._template(room_id, sender, event_type, content, state_key)
+        pdu = t.pdu
+        if t.room_version.event_format == EventFormat.V1:
+            pdu["event_id"] = make_v1_event_id(self.server_name)
+            pdu["prev_events"] = self._with_hashes(t.room_version, pdu["prev_events"])
+            pdu["auth_events"] = self._with_hashes(t.room_version, pdu["auth_events"])
+        if t.room_version.redaction != Redaction.V11:
+            pdu["origin"] = sender.split(":", 1)[1]
+        self._authorize(event_from_pdu(t.room_version, add_content_hash(pdu)), t.auth_events, t.create_event)
+        return t.room_version, pdu
+
+    def persist_received(self, room_id: str, event, state_before: dict, before_group: int | None, *,
+                         outlier: bool = False, backfilled: bool = False, current_state_delta: dict | None = None,
+                         negative_ordering=None, pre_txn=None, forward_extremity: bool = True) -> int:
+        """Persists an event that came over federation, already checked; the caller holds the
+        room's lock. `state_before` is the state before the event (None for an outlier whose
+        state we do not know); `before_group` an existing state group holding exactly that
+        state, if there is one. Timeline events reach the listeners (sync, push) as local
+        ones do; outliers and backfilled history take `negative_ordering()` and reach nobody.
+        `pre_txn(cur)` runs first in the same transaction. Returns the stream ordering."""
+        group, new_group = None, None
+        if state_before is not None:
+            group, new_group = self._plan_state(event, before_group, state_before)
+        in_timeline = not (outlier or backfilled)
+        writers = []
+        if in_timeline and state_before is not None:
+            wanted = auth_types_for_event(event.room_version, event.type, event.state_key, event.sender,
+                                          event.content) | {("m.room.create", "")}
+            loaded = self.events.get_events([state_before[k] for k in wanted if k in state_before])
+            state_events = {k: loaded[state_before[k]].effective_event for k in wanted
+                            if k in state_before and state_before[k] in loaded}
+            writers = [w for prepare in self.persist_preparers if (w := prepare(room_id, event, state_events))]
+        replaces = state_before.get(event.state_key_tuple) if state_before is not None and event.is_state() else None
+
+        def write(stream_ordering: int) -> None:
+            plan = PersistPlan(event, stream_ordering, group, replaces, new_group,
+                               relation=None if outlier else relation_of(event.content),
+                               search_key=None if outlier else _search_key(event), now_ms=now_ms(),
+                               outlier=outlier, backfilled=backfilled, current_state_delta=current_state_delta,
+                               forward_extremity=forward_extremity)
+
+            def txn(cur):
+                if pre_txn is not None:
+                    pre_txn(cur)
+                self._persist_txn(cur, plan, room_id, writers)
+            self.db.run_txn("persist_received_event", txn)
+
+        if not in_timeline:
+            stream_ordering = negative_ordering()
+            write(stream_ordering)
+            return stream_ordering
+        with self.stream_ids.get_next() as stream_ordering:
+            write(stream_ordering)
+            self._persisted(stream_ordering, room_id, event)
+        return stream_ordering
+
+    def _plan_state(self, event, before_group: int | None, state_before: dict | None) -> tuple:
+        """(state_group, new_state_group) for a PersistPlan: the state before the event is
+        `before_group`, or, when that is None, exactly `state_before` (written as a new group);
+        a state event adds itself on top, in the same new group when there is one."""
+        new_group = None
+        if before_group is None:
+            new_group = self._plan_group_for_state(state_before)
+        if event.is_state():
+            own = {event.state_key_tuple: event.event_id}
+            if new_group is None:
+                new_group = self.state.plan_state_group(before_group, own)
+            elif new_group[2] == 0:
+                new_group = (None, {**new_group[1], **own}, 0)
+            else:
+                new_group = self.state.plan_state_group(new_group[0], {**new_group[1], **own})
+        return before_group, new_group
+
+    def _plan_group_for_state(self, state: dict) -> tuple:
+        """A new group holding exactly `state`: a delta against the group of one of its events
+        when that is close, else a snapshot."""
+        groups = self.state.get_state_groups_for_events(list(state.values())[-50:])
+        for base in dict.fromkeys(sorted(groups.values(), reverse=True)[:3]):
+            base_state = self.state.get_state_ids(base)
+            if set(base_state) <= set(state):
+                delta = {k: v for k, v in state.items() if base_state.get(k) != v}
+                if len(delta) < max(len(state) // 4, 1):
+                    return self.state.plan_state_group(base, delta)
+        return None, dict(state), 0
+
+    def state_group_holding(self, state_before: dict, candidate_events) -> int | None:
+        """The state group after one of `candidate_events` that holds exactly `state_before`."""
+        groups = self.state.get_state_groups_for_events(list(candidate_events))
+        for group in dict.fromkeys(groups.values()):
+            if self.state.get_state_ids(group) == state_before:
+                return group
+        return None
 
     def _persist_txn(self, cur, plan: PersistPlan, room_id: str, writers: list) -> None:
         self.events.persist_event_txn(cur, plan, room_id)
@@ -240,6 +357,18 @@ class EventCreationHandler:
             check_auth_rules(event, auth_events, create_event=create_event)
         except AuthError as e:
             raise MatrixError(403, Codes.FORBIDDEN, str(e)) from None
+
+
+@dataclass
+class _Template:
+    room_version: RoomVersion
+    pdu: dict
+    current: dict
+    loaded: dict
+    state: dict
+    create_event: object
+    auth_events: dict
+    prevs: list
 
 
 def _search_key(event) -> str | None:

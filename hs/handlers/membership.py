@@ -25,6 +25,10 @@ class MembershipHandler:
         # Alias -> (room_id, creator) or None; hs/server.py points it at the directory's, which
         # asks application services about unknown aliases in their namespaces.
         self.lookup_alias = rooms.get_alias
+        # Set by hs/server.py on the master: joins, knocks, invites and leaves across servers
+        # (hs/handlers/federation_membership.py), and alias -> (room_id, servers) for remote aliases.
+        self.federation = None
+        self.lookup_remote_alias = None
 
     def member_content(self, user_id: str, membership: str, reason: str | None = None, **extra) -> dict:
         content = {"membership": membership}
@@ -58,13 +62,40 @@ class MembershipHandler:
             raise MatrixError(404, Codes.NOT_FOUND, "No such room on this server")
         return room
 
-    def join(self, requester, room_id_or_alias: str, reason: str | None = None) -> str:
+    def _resolve_with_servers(self, room_id_or_alias: str, servers) -> tuple[str, list[str]]:
+        """The room ID, and the servers that may help to reach it: the hints given, those the
+        alias's server named, the alias's or room ID's own server."""
+        hints = list(servers or [])
+        if (room_id_or_alias.startswith(ALIAS_SIGIL) and self.lookup_remote_alias is not None
+                and room_id_or_alias.partition(":")[2] not in ("", self.server_name)):
+            room_id, alias_servers = self.lookup_remote_alias(room_id_or_alias)
+            return room_id, [*hints, *alias_servers]
         room_id = self.resolve_room(room_id_or_alias)
+        room_server = room_id.partition(":")[2]
+        return room_id, [*hints, *([room_server] if room_server else [])]
+
+    def _is_remote(self, room_id: str) -> bool:
+        """Whether the room is reached over federation: no user of ours is joined to it."""
+        return self.federation is not None and not self.rooms.has_local_joined_member(room_id, self.server_name)
+
+    def _membership_servers(self, room_id: str, user_id: str) -> list[str]:
+        """The servers of whoever invited the user or answered their knock: they are in the room."""
+        current = self.rooms.get_membership(room_id, user_id)
+        stored = self.events.get_event(current[1]) if current is not None else None
+        return [stored.event.sender.partition(":")[2]] if stored is not None else []
+
+    def join(self, requester, room_id_or_alias: str, reason: str | None = None, servers=()) -> str:
+        room_id, servers = self._resolve_with_servers(room_id_or_alias, servers)
+        if self._is_remote(room_id):
+            servers = [*servers, *self._membership_servers(room_id, requester.user_id)]
+            content = self.member_content(requester.user_id, "join", reason)
+            self.federation.join_remote(requester.user_id, room_id, servers, content)
+            return room_id
         self._require_room(room_id)
         if requester.is_guest and not self._guests_may_join(room_id):
             raise MatrixError(403, Codes.FORBIDDEN, "Guest access is not allowed in this room")
         extra = {}
-        authoriser = self._restricted_join_authoriser(room_id, requester.user_id)
+        authoriser = self.restricted_join_authoriser(room_id, requester.user_id)
         if authoriser is not None:
             extra["join_authorised_via_users_server"] = authoriser
         self.update_membership(requester, room_id, requester.user_id, "join", reason=reason, **extra)
@@ -85,7 +116,7 @@ class MembershipHandler:
         for guest in self.rooms.get_joined_guests(room_id):
             self.creation.send(room_id, guest, "m.room.member", {"membership": "leave"}, state_key=guest)
 
-    def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
+    def restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
         """For a restricted room the user may join through a room they are in: a local member
         who may invite vouches for the join (join_authorised_via_users_server)."""
         current = self.rooms.get_membership(room_id, user_id)
@@ -136,10 +167,10 @@ class MembershipHandler:
         if reason is not None and not isinstance(reason, str):
             raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
         self._require_room(room_id)
-        if membership == "invite" and user_id_parts(target)[1] != self.server_name:
+        if membership == "invite" and user_id_parts(target)[1] != self.server_name and self.federation is None:
             # A ban or kick of a remote user is a local event; an invite must reach their server.
             raise MatrixError(403, Codes.FORBIDDEN, "Inviting users of other servers needs federation, "
-                                                    "which this server does not support yet")
+                                                    "which is off on this server")
         if is_direct:
             extra["is_direct"] = True
         content = self.member_content(target, membership, reason, **extra)
@@ -154,8 +185,16 @@ class MembershipHandler:
 
     def leave(self, requester, room_id: str, reason: str | None = None) -> None:
         self._require_room(room_id)
-        if self.rooms.get_membership(room_id, requester.user_id) is None:
+        current = self.rooms.get_membership(room_id, requester.user_id)
+        if current is None:
             raise MatrixError(403, Codes.FORBIDDEN, "You are not in this room")
+        if current[0] in ("invite", "knock") and self._is_remote(room_id):
+            # Rejecting an invite, or taking back a knock, in a room this server is not in: the
+            # leave is made by a server that is (make_leave/send_leave).
+            servers = self._membership_servers(room_id, requester.user_id)
+            self.federation.leave_remote(requester.user_id, room_id, servers,
+                                         self.member_content(requester.user_id, "leave", reason))
+            return
         self.update_membership(requester, room_id, requester.user_id, "leave", reason=reason)
 
     def kick(self, requester, room_id: str, target: str, reason: str | None) -> None:
@@ -172,8 +211,12 @@ class MembershipHandler:
             raise MatrixError(403, Codes.FORBIDDEN, "The user is not banned")
         self.update_membership(requester, room_id, target, "leave", reason=reason)
 
-    def knock(self, requester, room_id_or_alias: str, reason: str | None) -> str:
-        room_id = self.resolve_room(room_id_or_alias)
+    def knock(self, requester, room_id_or_alias: str, reason: str | None, servers=()) -> str:
+        room_id, servers = self._resolve_with_servers(room_id_or_alias, servers)
+        if self._is_remote(room_id):
+            self.federation.knock_remote(requester.user_id, room_id, servers,
+                                         self.member_content(requester.user_id, "knock", reason))
+            return room_id
         self.update_membership(requester, room_id, requester.user_id, "knock", reason=reason)
         return room_id
 

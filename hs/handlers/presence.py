@@ -104,6 +104,9 @@ class PresenceWriter:
         self._last_sync_ended: dict[str, int] = {}  # user -> ms; only for users in _states
         self._pending: list[tuple[int, str, list[str]]] = []  # (stream_id, user, their rooms)
         self._timeouts = None
+        # Called with each UserPresence others are told about (the federation sender tells the
+        # servers sharing a room with the user of a local one).
+        self.presence_listeners = []
         stream.add_listener(self._on_advance)
 
     def start(self) -> None:
@@ -211,10 +214,21 @@ class PresenceWriter:
         else:
             self._states[new.user_id] = new
         if _should_notify(old, new):
-            with self.stream.get_next() as stream_id:
-                rooms = self.rooms.get_rooms_for_user(new.user_id)
-                self.store.put(new, stream_id)
-                self._pending.append((stream_id, new.user_id, rooms))
+            self._write(new)
+
+    def _write(self, new: UserPresence) -> None:
+        with self.stream.get_next() as stream_id:
+            rooms = self.rooms.get_rooms_for_user(new.user_id)
+            self.store.put(new, stream_id)
+            self._pending.append((stream_id, new.user_id, rooms))
+        for listener in self.presence_listeners:
+            listener(new)
+
+    def set_remote_presence(self, presence: UserPresence) -> None:
+        """A user of another server, from an m.presence EDU: stored for the local users who share
+        a room with them; their server runs their timeouts, so none run here."""
+        if self.enabled and presence != self.store.get(presence.user_id):
+            self._write(presence)
 
     def _on_advance(self, token: int) -> None:
         """Wakes the changed users and their rooms (every member joined there is someone who

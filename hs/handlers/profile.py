@@ -19,12 +19,15 @@ class ProfileHandler:
         self.rooms = rooms
         self.events = events
         self.event_creation = event_creation
+        # Set by hs/server.py: fn(user_id) -> profile, asked of the user's server.
+        self.remote_profile = None
 
     def get_profile(self, user_id: str) -> dict:
         _, server = user_id_parts(user_id)
         if server != self.server_name:
-            # Remote profiles come with federation.
-            raise MatrixError(404, Codes.NOT_FOUND, "Profile was not found")
+            if self.remote_profile is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Profile was not found")
+            return self.remote_profile(user_id)
         user = self.accounts.get_user(user_id)
         if user is None or user.deactivated:
             raise MatrixError(404, Codes.NOT_FOUND, "Profile was not found")

@@ -28,6 +28,9 @@ class ReceiptHandler:
         self.events = events
         self.reads = reads
         self.account_data = account_data  # AccountDataHandler: m.fully_read lives there
+        # Called with (room_id, receipt_type, user_id, event_id, data) for each receipt stored
+        # (the federation sender tells the room's other servers of public ones).
+        self.receipt_listeners = []
 
     # --- the endpoints ---------------------------------------------------------------------------
 
@@ -83,9 +86,15 @@ class ReceiptHandler:
         data = {"ts": int(time.time() * 1000)}
         if thread_id is not None:
             data["thread_id"] = thread_id
+        self.put_receipt(user_id, room_id, receipt_type, event_id, position, thread_id, data)
+
+    def put_receipt(self, user_id, room_id, receipt_type, event_id, position, thread_id, data: dict) -> None:
+        """Stores a checked receipt (also a remote user's, from an m.receipt EDU)."""
         with self.stream.get_next() as stream_id:
             if self.store.put(room_id, receipt_type, user_id, thread_id, event_id, position, data, stream_id):
                 self.notifier.written(stream_id, rooms=[room_id])
+                for listener in self.receipt_listeners:
+                    listener(room_id, receipt_type, user_id, event_id, data)
 
     def _set_fully_read(self, user_id: str, room_id: str, event_id: str, position: int) -> None:
         # Like receipts, the marker only moves forward (as Synapse's read marker handler does).

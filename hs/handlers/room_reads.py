@@ -49,6 +49,8 @@ class RoomReadHandler:
         self.state = state
         # Set by the relations handler: event IDs and the reader -> {event_id: m.relations}.
         self.bundled_aggregations = None
+        # Set on the master: fn(room_id, limit) -> bool, fetching earlier history over federation.
+        self.backfill = None
 
     # --- access --------------------------------------------------------------------------------
 
@@ -269,6 +271,10 @@ class RoomReadHandler:
             return {"chunk": [], "start": start, "end": start}
         page = self.events.get_room_events_page(room_id, from_pos=from_pos, to_pos=to_pos, backwards=backwards,
                                                 limit=limit, **_filter_args(event_filter))
+        if backwards and len(page) < limit and self.backfill is not None and self.backfill(room_id, limit):
+            # Paged back past the start of what we hold: earlier history came from other servers.
+            page = self.events.get_room_events_page(room_id, from_pos=from_pos, to_pos=to_pos, backwards=True,
+                                                    limit=limit, **_filter_args(event_filter))
         if access.until is not None and not backwards:
             page = [s for s in page if (s.topological_ordering, s.stream_ordering) <= access.until]
         visible = self.visible(requester.user_id, page, access)

@@ -372,10 +372,19 @@ class RoomSync:
             wanted = STRIPPED_STATE_KEYS + ([(MEMBER, r.sender)] if r.sender != user_id else [])
             per_room[r.room_id] = [found[k] for k in wanted if k in found] + [r.event_id]
         loaded = self.events.get_events([e for ids in per_room.values() for e in ids])
-        # A redacted state event shows as redacted (a redacted name is no name).
-        return {room_id: {key: {"events": [stripped_state_event(loaded[e].effective_event)
-                                           for e in ids if e in loaded]}}
-                for room_id, ids in per_room.items()}
+        result = {}
+        for room_id, ids in per_room.items():
+            # A room this server is not in is known only by what the inviting (or knocked)
+            # server sent with the event (hs/handlers/federation_membership.py).
+            own = loaded.get(ids[-1])
+            sent = (own.event.pdu.get("unsigned") or {}).get(f"{key.split('_')[0]}_room_state") if own else None
+            if isinstance(sent, list):
+                events = [e for e in sent if isinstance(e, dict)] + [stripped_state_event(own.effective_event)]
+            else:
+                # A redacted state event shows as redacted (a redacted name is no name).
+                events = [stripped_state_event(loaded[e].effective_event) for e in ids if e in loaded]
+            result[room_id] = {key: {"events": events}}
+        return result
 
 
 def _restricts(event_filter) -> bool:

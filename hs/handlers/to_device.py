@@ -8,8 +8,9 @@ for that device. A device that does not exist gets nothing (as in Synapse): mess
 kept for devices that might appear later. A retry with the same transaction ID from the same
 device stores nothing new.
 
-Only local users are served: messages to users of other servers are accepted, logged and
-dropped until federation (the EDU m.direct_to_device) exists. Messages to an invalid user ID are
+Messages to users of other servers go to the federation sender (`federation_sender`, set on the
+master when it sends federation), one m.direct_to_device EDU per server, delivered at least once
+and in order; without a sender they are logged and dropped. Messages to an invalid user ID are
 skipped with a log line, as Synapse does; a body of the wrong shape is 400 M_BAD_JSON.
 
 Receiving (any process that serves /sync, `DeviceInbox`): a sync gets the device's messages
@@ -40,6 +41,7 @@ class SendToDeviceHandler:
         self.stream = stream
         # Wakes a recipient's parked syncs once the stream has passed their message.
         self.stream_notifier = stream_notifier
+        self.federation_sender = None  # hs/federation/sender.py, on the master when it federates
 
     def send(self, requester, event_type: str, txn_id: str, body: dict) -> None:
         for name, value in (("eventType", event_type), ("txnId", txn_id)):
@@ -47,6 +49,7 @@ class SendToDeviceHandler:
                 raise MatrixError(400, Codes.INVALID_PARAM, f"{name} may not contain NUL")
         messages = _check_messages(body)
         targets: list[tuple[str, str, dict]] = []
+        remote: dict[str, dict] = {}  # server name -> {user_id: {device_id: content}}
         for user_id, by_device in messages.items():
             server_name = _server_name(user_id)
             if server_name is None:
@@ -55,8 +58,11 @@ class SendToDeviceHandler:
                                requester.user_id, user_id)
                 continue
             if server_name != self.server_name:
-                logger.info("Dropping %d to-device message(s) of type %s from %s to remote user %s: "
-                            "no federation yet", len(by_device), event_type, requester.user_id, user_id)
+                if self.federation_sender is None:
+                    logger.info("Dropping %d to-device message(s) of type %s from %s to remote user %s: "
+                                "federation sending is off", len(by_device), event_type, requester.user_id, user_id)
+                else:
+                    remote.setdefault(server_name, {})[user_id] = by_device
                 continue
             contents = dict(by_device)
             if WILDCARD in contents:
@@ -64,6 +70,9 @@ class SendToDeviceHandler:
                 for device in self.devices.get_devices(user_id):
                     contents.setdefault(device.device_id, everyone)
             targets += [(user_id, device_id, content) for device_id, content in contents.items()]
+        for server_name, by_user in remote.items():
+            self.federation_sender.send_to_device(requester.user_id, requester.device_id, txn_id, event_type,
+                                                  server_name, by_user)
         if not targets:
             return
         with self.stream.get_next_mult(len(targets)) as ids:

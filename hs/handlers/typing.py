@@ -19,6 +19,8 @@ from hs.errors import Codes, MatrixError
 # Synapse's default when `typing` is true without a `timeout`, and its cap on what a client asks.
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
+# As Synapse: a typer of another server stops after this unless its server says so again.
+FEDERATION_TIMEOUT_MS = 60_000
 
 
 class TypingPosition:
@@ -51,6 +53,9 @@ class TypingHandler:
         self._typing: dict[str, set[str]] = {}  # room_id -> the users typing there
         self._changed_at: dict[str, int] = {}  # room_id -> typing position of its latest change
         self._timers: dict[tuple[str, str], gevent.Greenlet] = {}
+        # Called with (room_id, user_id, typing) for every local typing request and timeout
+        # (the federation sender tells the room's other servers).
+        self.typing_listeners = []
 
     def get_current_token(self) -> int:
         return self.position.get_current_token()
@@ -66,6 +71,15 @@ class TypingHandler:
         membership = self.rooms.get_membership(room_id, user_id)
         if membership is None or membership[0] != "join":
             raise MatrixError(403, Codes.FORBIDDEN, "You are not joined to this room")
+        self._apply(room_id, user_id, typing, timeout_ms)
+        for listener in self.typing_listeners:
+            listener(room_id, user_id, typing)
+
+    def set_remote_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+        """An m.typing EDU; its origin was checked to be the user's server, joined to the room."""
+        self._apply(room_id, user_id, typing, FEDERATION_TIMEOUT_MS)
+
+    def _apply(self, room_id: str, user_id: str, typing: bool, timeout_ms) -> None:
         key = (room_id, user_id)
         timer = self._timers.pop(key, None)
         if timer is not None:
@@ -83,6 +97,8 @@ class TypingHandler:
     def _expire(self, room_id: str, user_id: str) -> None:
         self._timers.pop((room_id, user_id), None)
         self._stop(room_id, user_id)
+        for listener in self.typing_listeners:
+            listener(room_id, user_id, False)
 
     def _stop(self, room_id: str, user_id: str) -> None:
         users = self._typing.get(room_id)

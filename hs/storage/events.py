@@ -42,6 +42,18 @@ class PersistPlan:
     relation: tuple | None = None  # (relates_to_id, rel_type, aggregation_key)
     search_key: str | None = None
     now_ms: int = 0
+    # An event received over federation that is not (or not yet) in the timeline: written with
+    # its edges and, if known, its state group, and nothing else (see migration 020).
+    outlier: bool = False
+    # Received history (backfill): in the timeline, but neither a forward extremity nor current state.
+    backfilled: bool = False
+    # The change to the room's current state, when it is not just "this event now holds its
+    # key": a resolution over forked extremities. (type, state_key) -> (event_id, membership),
+    # or None to remove the key.
+    current_state_delta: dict | None = None
+    # False for an invite or knock to a room this server is not in: the event is the user's
+    # membership, but not a place in the room's graph to build on.
+    forward_extremity: bool = True
 
 
 _EVENT_COLUMNS = "e.event_id, e.stream_ordering, e.topological_ordering, e.replaces_state, e.json, r.room_version"
@@ -67,30 +79,44 @@ class EventStore:
         contains_url = content_has_url(event.content)
         cur.execute(
             "INSERT INTO events (stream_ordering, topological_ordering, event_id, room_id, type, state_key,"
-            " sender, origin_server_ts, contains_url, replaces_state, json)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " sender, origin_server_ts, contains_url, replaces_state, json, outlier)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (plan.stream_ordering, event.depth, event.event_id, room_id, event.type, event.state_key,
              event.sender, event.origin_server_ts, contains_url, plan.replaces_state,
-             json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":"))))
-        prev_ids = event.prev_event_ids
-        if prev_ids:
-            cur.executemany("INSERT INTO event_edges (event_id, prev_event_id) VALUES (%s, %s)",
-                            [(event.event_id, p) for p in prev_ids])
-            cur.execute("DELETE FROM event_forward_extremities WHERE room_id = %s AND event_id = ANY(%s)",
-                        (room_id, prev_ids))
-        if event.auth_event_ids:
-            cur.executemany("INSERT INTO event_auth (event_id, auth_id) VALUES (%s, %s)",
-                            [(event.event_id, a) for a in event.auth_event_ids])
-        cur.execute("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (%s, %s)",
-                    (room_id, event.event_id))
+             json.dumps(event.pdu, ensure_ascii=False, separators=(",", ":")), plan.outlier))
+        if plan.outlier:
+            self._insert_edges_txn(cur, event)
+            if event.type == "m.room.member" and isinstance(event.membership, str):
+                # Member lists join current state with these rows, and after a join over
+                # federation the members' events are outliers.
+                self._insert_membership_txn(cur, event, room_id, plan.stream_ordering)
+            if state_group is not None:
+                cur.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (%s, %s)"
+                            " ON CONFLICT DO NOTHING", (event.event_id, state_group))
+            return state_group
+        self._insert_edges_txn(cur, event)
+        if not plan.backfilled and plan.forward_extremity:
+            if event.prev_event_ids:
+                cur.execute("DELETE FROM event_forward_extremities WHERE room_id = %s AND event_id = ANY(%s)",
+                            (room_id, event.prev_event_ids))
+            # Unless a known event already points at it (an event fetched to fill a gap).
+            cur.execute("INSERT INTO event_forward_extremities (room_id, event_id)"
+                        " SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = %s)",
+                        (room_id, event.event_id, event.event_id))
         cur.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (%s, %s)",
                     (event.event_id, state_group))
-        if event.is_state():
-            membership = event.membership
+        membership = event.membership
+        if plan.current_state_delta is not None:
+            for (event_type, state_key), value in plan.current_state_delta.items():
+                if value is None:
+                    self.state.delete_current_state_txn(cur, room_id, event_type, state_key)
+                else:
+                    self.state.set_current_state_txn(cur, room_id, event_type, state_key, *value)
+        elif event.is_state() and not plan.backfilled:
             self.state.set_current_state_txn(cur, room_id, event.type, event.state_key, event.event_id,
                                              membership if isinstance(membership, str) else None)
-            if event.type == "m.room.member" and isinstance(membership, str):
-                self._insert_membership_txn(cur, event, room_id, plan.stream_ordering)
+        if event.is_state() and event.type == "m.room.member" and isinstance(membership, str):
+            self._insert_membership_txn(cur, event, room_id, plan.stream_ordering)
         if event.type == "m.room.redaction" and event.redacts:
             cur.execute("INSERT INTO redactions (event_id, redacts) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                         (event.event_id, event.redacts))
@@ -107,6 +133,15 @@ class EventStore:
             cur.execute("INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts)"
                         " VALUES (%s, %s, %s, %s, %s, %s)", (*plan.txn_key, event.event_id, plan.now_ms))
         return state_group
+
+    @staticmethod
+    def _insert_edges_txn(cur, event: Event) -> None:
+        if event.prev_event_ids:
+            cur.executemany("INSERT INTO event_edges (event_id, prev_event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            [(event.event_id, p) for p in event.prev_event_ids])
+        if event.auth_event_ids:
+            cur.executemany("INSERT INTO event_auth (event_id, auth_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            [(event.event_id, a) for a in event.auth_event_ids])
 
     @staticmethod
     def _insert_membership_txn(cur, event: Event, room_id: str, stream_ordering: int) -> None:
@@ -150,6 +185,10 @@ class EventStore:
                 found[event_id] = StoredEvent(stored.event, stored.stream_ordering, stored.topological_ordering,
                                               stored.replaces_state, redaction_id)
         return found
+
+    def forget_cached(self, event_id: str) -> None:
+        """For an outlier about to be written again into the timeline (its row changes)."""
+        self._cache.invalidate(event_id)
 
     def get_event(self, event_id: str) -> StoredEvent | None:
         return self.get_events([event_id]).get(event_id)
@@ -219,7 +258,7 @@ class EventStore:
             args.append(contains_url)
         rows = self.db.execute(
             "room_events_page",
-            f"SELECT e.event_id FROM events e WHERE e.room_id = %s AND {' AND '.join(clauses)}"
+            f"SELECT e.event_id FROM events e WHERE e.room_id = %s AND NOT e.outlier AND {' AND '.join(clauses)}"
             f" ORDER BY e.topological_ordering {order}, e.stream_ordering {order} LIMIT %s",
             (room_id, *args, limit))
         found = self.get_events([row[0] for row in rows])
@@ -244,14 +283,14 @@ class EventStore:
         """(topological, stream) of the room's last event at or before a stream position."""
         rows = self.db.execute("room_position_at_stream",
                                "SELECT topological_ordering, stream_ordering FROM events WHERE room_id = %s"
-                               " AND stream_ordering <= %s ORDER BY stream_ordering DESC LIMIT 1",
+                               " AND stream_ordering <= %s AND NOT outlier ORDER BY stream_ordering DESC LIMIT 1",
                                (room_id, stream_ordering))
         return tuple(rows[0]) if rows else None
 
     def get_max_position(self, room_id: str) -> tuple[int, int]:
         rows = self.db.execute("room_max_position",
                                "SELECT topological_ordering, stream_ordering FROM events WHERE room_id = %s"
-                               " ORDER BY topological_ordering DESC, stream_ordering DESC LIMIT 1", (room_id,))
+                               " AND NOT outlier ORDER BY topological_ordering DESC, stream_ordering DESC LIMIT 1", (room_id,))
         return tuple(rows[0]) if rows else (0, 0)
 
 

@@ -71,6 +71,28 @@ class RoomStore:
             " WHERE c.room_id = %s AND c.type = 'm.room.member' AND c.membership = 'join'", (room_id,))
         return {user_id: {"display_name": name, "avatar_url": avatar} for user_id, name, avatar in rows}
 
+    def has_local_joined_member(self, room_id: str, server_name: str) -> bool:
+        """Whether a user of `server_name` is joined to the room (user IDs split at their first ':')."""
+        return bool(self.db.execute(
+            "has_joined_member_of_server",
+            "SELECT 1 FROM current_state_events WHERE room_id = %s AND type = 'm.room.member'"
+            " AND membership = 'join' AND substr(state_key, strpos(state_key, ':') + 1) = %s LIMIT 1",
+            (room_id, server_name)))
+
+    def get_servers_with_members(self, room_id: str, memberships) -> list[str]:
+        """The servers with a user whose current membership is one of `memberships`."""
+        return [row[0] for row in self.db.execute(
+            "servers_with_members_of_room",
+            "SELECT DISTINCT substr(state_key, strpos(state_key, ':') + 1) FROM current_state_events"
+            " WHERE room_id = %s AND type = 'm.room.member' AND membership = ANY(%s)", (room_id, list(memberships)))]
+
+    def get_joined_servers(self, room_id: str) -> list[str]:
+        """The servers with a user joined to the room."""
+        return [row[0] for row in self.db.execute(
+            "joined_servers_of_room",
+            "SELECT DISTINCT substr(state_key, strpos(state_key, ':') + 1) FROM current_state_events"
+            " WHERE room_id = %s AND type = 'm.room.member' AND membership = 'join'", (room_id,))]
+
     def get_joined_guests(self, room_id: str) -> list[str]:
         rows = self.db.execute(
             "joined_guests",

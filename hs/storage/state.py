@@ -153,6 +153,11 @@ class StateStore:
         return {(t, sk): event_id for t, sk, event_id in rows}
 
     @staticmethod
+    def delete_current_state_txn(cur, room_id, event_type, state_key) -> None:
+        cur.execute("DELETE FROM current_state_events WHERE room_id = %s AND type = %s AND state_key = %s",
+                    (room_id, event_type, state_key))
+
+    @staticmethod
     def set_current_state_txn(cur, room_id, event_type, state_key, event_id, membership) -> None:
         cur.execute(
             "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"

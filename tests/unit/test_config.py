@@ -140,7 +140,7 @@ def test_absolute_paths_are_kept_as_written(tmp_path):
     ({**MINIMAL, "listeners": [http_listener(resources=[{"compress": False}])]},
      "listeners[0].resources[0].names: this key is required"),
     ({**MINIMAL, "listeners": [http_listener(tls=True)]},
-     "listeners[0].tls: expected false (TLS termination comes with federation; put a proxy in front), got True"),
+     "listeners: at least one listener of type http without tls is required"),
     ({**MINIMAL, "listeners": [http_listener(x_forwarded="true")]},
      "listeners[0].x_forwarded: expected true or false, got 'true'"),
     # Database.
@@ -239,7 +239,7 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
 
 
 def test_unknown_keys_are_warned_about_and_ignored(tmp_path, caplog):
-    path = write(tmp_path, {**MINIMAL, "report_stats": True, "trusted_key_servers": [], "worker_app": "x", 5: "x"})
+    path = write(tmp_path, {**MINIMAL, "report_stats": True, "url_preview_ip_range_blacklist": [], "worker_app": "x", 5: "x"})
     with caplog.at_level(logging.WARNING, logger="hs.config"):
         config = load_config(path)
     assert config.server_name == "example.org"
@@ -247,7 +247,7 @@ def test_unknown_keys_are_warned_about_and_ignored(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}: 5 is not used by this homeserver; ignored",
         f"{path}: report_stats is not used by this homeserver; ignored",
-        f"{path}: trusted_key_servers is not used by this homeserver; ignored",
+        f"{path}: url_preview_ip_range_blacklist is not used by this homeserver; ignored",
     ]
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 

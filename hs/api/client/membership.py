@@ -25,12 +25,19 @@ class JoinResource(Resource):
 
     def on_post(self, req, resp, room_id_or_alias):
         body = json_body(req, allow_empty=True)
-        room_id = self.membership.join(req.context.requester, room_id_or_alias, _reason(body))
+        room_id = self.membership.join(req.context.requester, room_id_or_alias, _reason(body),
+                                       servers=_server_hints(req))
         resp.media = {"room_id": room_id}
 
     def on_post_room(self, req, resp, room_id):
         check_room_id(room_id)
         self.on_post(req, resp, room_id)
+
+
+def _server_hints(req) -> list[str]:
+    """The servers to join a remote room through: `via` (v1.12) and the older `server_name`."""
+    return [s for key in ("via", "server_name") for s in req.get_param_as_list(key) or []
+            if isinstance(s, str) and s]
 
 
 class KnockResource(Resource):
@@ -39,7 +46,8 @@ class KnockResource(Resource):
 
     def on_post(self, req, resp, room_id_or_alias):
         body = json_body(req, allow_empty=True)
-        resp.media = {"room_id": self.membership.knock(req.context.requester, room_id_or_alias, _reason(body))}
+        resp.media = {"room_id": self.membership.knock(req.context.requester, room_id_or_alias, _reason(body),
+                                                       servers=_server_hints(req))}
 
 
 class MembershipActionResource(Resource):

@@ -4,6 +4,7 @@ from hs.api.app import Resource
 from hs.api.request import json_body, query_int
 from hs.api.routes import add_client_route
 from hs.errors import Codes, MatrixError
+from hs.events.event import relation_of
 from hs.identifiers import check_event_id, check_room_id
 
 DEFAULT_PAGE = 10
@@ -50,7 +51,7 @@ class SendResource(Resource):
         content = json_body(req, allow_empty=True)
         txn_key = (requester.user_id, requester.txn_device_id, f"send {room_id} {event_type}", txn_id)
         event_id = self.creation.send(room_id, requester.user_id, event_type, content, txn_key=txn_key,
-                                      relation=_relation(content),
+                                      relation=relation_of(content),
                                       ratelimit=_message_limit(self.limiters, requester))
         resp.media = {"event_id": event_id}
 
@@ -195,17 +196,6 @@ class ContextResource(Resource):
         event_filter = self.filters.room_event_filter(req.get_param("filter"))
         limit = min(query_int(req, "limit", DEFAULT_PAGE, minimum=0), 100)
         resp.media = self.reads.get_context(requester, room_id, event_id, limit, event_filter)
-
-
-def _relation(content: dict) -> tuple | None:
-    relates = content.get("m.relates_to")
-    if not isinstance(relates, dict):
-        return None
-    rel_type, target = relates.get("rel_type"), relates.get("event_id")
-    if not isinstance(rel_type, str) or not isinstance(target, str):
-        return None
-    key = relates.get("key") if rel_type == "m.annotation" and isinstance(relates.get("key"), str) else None
-    return target, rel_type, key
 
 
 def register(app, hs):
