@@ -5,7 +5,8 @@
     synctl -a CONFIG/workers start|stop|restart [homeserver.yaml]   the master, then every worker in DIR
     synctl -w CONFIG/workers/NAME.yaml start|stop|restart [homeserver.yaml]   one worker
     synctl status [-a DIR] [homeserver.yaml]                  each process, its pid, each worker's lag
-    synctl haproxy-config -a DIR [--bind ADDR:PORT] [homeserver.yaml]
+    synctl haproxy-config -a DIR [--bind ADDR:PORT] [--federation-bind ADDR:PORT --federation-pem FILE]
+                          [homeserver.yaml]
 
 homeserver.yaml defaults to $HS_CONFIG, else ./homeserver.yaml. Each process is a gunicorn arbiter
 named by its pid file (`pid_file`, or a worker's `worker_pid_file`). synctl starts each arbiter in
@@ -479,11 +480,13 @@ def status(procs: list[Process]) -> int:
     return 0 if all(pids.values()) else 1
 
 
-def print_haproxy_config(main_path: str, all_dir: str, bind: str) -> int:
+def print_haproxy_config(main_path: str, all_dir: str, bind: str, federation_bind: str | None = None,
+                         federation_pem: str | None = None) -> int:
     try:
         master = load_config(main_path)
         workers = load_worker_dir(all_dir, main_path)[1]
-        text = haproxy_config(master, workers, bind, source=all_dir)
+        text = haproxy_config(master, workers, bind, source=all_dir, federation_bind=federation_bind,
+                              federation_pem=federation_pem)
     except (ConfigError, ValueError) as e:
         _say(f"Config error: {e}")
         return 1
@@ -518,6 +521,9 @@ def main(argv=None) -> int:
         cmd.add_argument("config", nargs="?", default=default_config)
         if name == "haproxy-config":
             cmd.add_argument("--bind", default="127.0.0.1:8080", metavar="ADDR:PORT")
+            cmd.add_argument("--federation-bind", metavar="ADDR:PORT",
+                             help="also a TLS frontend for other servers there, such as 0.0.0.0:8448")
+            cmd.add_argument("--federation-pem", metavar="FILE", help="its certificate chain and key, in one file")
     args = parser.parse_args(argv)
     all_dir, worker_file = getattr(args, "all_processes", None), getattr(args, "worker", None)
 
@@ -536,7 +542,7 @@ def main(argv=None) -> int:
     if args.command == "haproxy-config":
         if not all_dir:
             parser.error("haproxy-config needs -a DIR, the directory of worker configs")
-        return print_haproxy_config(args.config, all_dir, args.bind)
+        return print_haproxy_config(args.config, all_dir, args.bind, args.federation_bind, args.federation_pem)
     procs = _processes(args.config, all_dir, worker_file, generate_missing=args.command == "start")
     if procs is None:
         return 1

@@ -104,7 +104,7 @@ def create_app(config_path: str):
         hs.status_details["pushers"] = hs.pusher_pool.status
     if hs.federation_sender is not None:
         hs.federation_sender.start()
-        hs.status_details["federation"] = hs.federation_sender.status
+        hs.status_details["federation"] = hs.federation_sender.status_summary
     start_tls_listeners(config, app)  # last: the federation port answers once every route is in
     return app
 

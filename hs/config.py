@@ -209,6 +209,8 @@ class HomeServerConfig:
         # are settable so that tests need not wait minutes.
         self.presence_idle_timeout_ms = presence.duration_ms("idle_timeout", "5m")
         self.presence_sync_online_timeout_ms = presence.duration_ms("sync_online_timeout", "30s")
+        # Synapse's FEDERATION_TIMEOUT: a remote user we hear nothing of for this long is offline.
+        self.presence_federation_timeout_ms = presence.duration_ms("federation_timeout", "30m")
         self.allow_guest_access = top.get("allow_guest_access", bool, False)
 
     @staticmethod

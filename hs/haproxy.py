@@ -1,6 +1,9 @@
 """The HAProxy config `synctl haproxy-config` prints: path routing per worker type, the master behind the rest.
 
-Routes come from hs/worker_routes.py, so HAProxy sends each worker exactly what it serves.
+Routes come from hs/worker_routes.py, so HAProxy sends each worker exactly what it serves. With
+`federation_bind`, a second frontend takes the federation port: HAProxy terminates TLS there (the
+same certificate as the homeserver's, key included, in one PEM file), so it can route by path and
+keep each origin's /send on one federation_reader; behind it everything is plain HTTP on loopback.
 """
 
 from hs.handlers.sync import MAX_TIMEOUT_MS
@@ -10,6 +13,14 @@ from hs.worker_routes import ROUTES
 LONG_POLL_TIMEOUT_S = MAX_TIMEOUT_MS // 1000 + 5 * 60
 MAX_CONNECTIONS = 20000
 _CHECK_PATH = "/_matrix/client/versions"  # every process answers it, the master and every worker app
+_FEDERATION_CHECK_PATH = "/_matrix/federation/v1/version"  # public, on every listener serving federation
+# Transactions of one origin are applied one at a time and in order (hs/handlers/federation_events.py
+# locks per origin in one process): all of an origin's /send go to one federation_reader.
+_FEDERATION_SEND = "^/_matrix/federation/v1/send/"
+# The origin of the X-Matrix Authorization header (origin="name" or origin=name, any position).
+# req.fhdr: req.hdr would split the header at its commas. The regex has no '"' or ',' (\x22,
+# \x2c) and the word is single-quoted, as HAProxy's config and sample parsers both need.
+_ORIGIN = r"""'%[req.fhdr(Authorization),regsub("^.*[^A-Za-z0-9+/_-]origin=\\x22?([^\\x22\\x2c]+).*$","\\1")]'"""
 
 
 def proxied_listener(listeners):
@@ -21,22 +32,48 @@ def proxied_listener(listeners):
                 next((lst for lst in http if lst.resources - {"metrics", "replication"}), http[0]))
 
 
-def _address(listeners) -> str:
-    """Where HAProxy reaches a process, over loopback when it listens on every address."""
-    lst = proxied_listener(listeners)
+def _address(listeners, lst=None) -> str:
+    """Where HAProxy reaches a process (on `lst`, by default its proxied listener), over
+    loopback when it listens on every address."""
+    lst = lst or proxied_listener(listeners)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(lst.bind_addresses[0], lst.bind_addresses[0])
     return f"[{host}]:{lst.port}" if ":" in host else f"{host}:{lst.port}"
 
 
-def _bind(bind: str) -> str:
+def _bind(bind: str, option: str = "--bind") -> str:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--bind: expected ADDR:PORT such as 127.0.0.1:8080, got {bind!r}")
+        raise ValueError(f"{option}: expected ADDR:PORT such as 127.0.0.1:8080, got {bind!r}")
     return bind
 
 
-def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: str = "") -> str:
-    """The config text for the master ``main_config`` and the WorkerConfigs ``workers``."""
+def _master_federation_listener(main_config):
+    """The master's plain http listener serving federation: HAProxy has terminated TLS."""
+    for lst in main_config.listeners:
+        if lst.type == "http" and not lst.tls and "federation" in lst.resources:
+            return lst
+    raise ValueError("--federation-bind: the master needs an http listener without tls serving the "
+                     "federation resource, for HAProxy to send it what no federation_reader serves")
+
+
+def _federation_frontend(main_config, bind: str, pem: str | None, routed: bool) -> list[str]:
+    if not pem:
+        raise ValueError("--federation-bind needs --federation-pem: the certificate and its key in one PEM file")
+    out = ["", "# Other servers: TLS ends here, so requests can be routed by path and origin.",
+           "frontend federation", f"    bind {_bind(bind, '--federation-bind')} ssl crt {pem}"]
+    if routed:
+        out.append(f"    use_backend federation_send if {{ path_reg {_FEDERATION_SEND} }}")
+        out += [f"    use_backend federation_reader if {{ path_reg {regex} }}" for _, regex in ROUTES["federation_reader"]]
+    out += ["    default_backend master_federation", "", "backend master_federation",
+            f"    option httpchk GET {_FEDERATION_CHECK_PATH}",
+            f"    server master {_address(main_config.listeners, _master_federation_listener(main_config))} check"]
+    return out
+
+
+def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: str = "",
+                   federation_bind: str | None = None, federation_pem: str | None = None) -> str:
+    """The config text for the master ``main_config`` and the WorkerConfigs ``workers``; with
+    ``federation_bind``, a TLS frontend for other servers there, with ``federation_pem``."""
     # In the route table's order, so the output does not depend on how the worker files are named.
     by_type = {kind: [w for w in workers if w.worker_app == kind] for kind, routes in ROUTES.items() if routes}
     by_type = {kind: group for kind, group in by_type.items() if group}
@@ -79,11 +116,15 @@ def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: s
     else:
         initial = []
     for kind in by_type:
+        if kind == "federation_reader":
+            out.append(f"    use_backend federation_send if {{ path_reg {_FEDERATION_SEND} }}")
         for methods, regex in ROUTES[kind]:
             method_acl = f"{{ method {' '.join(methods)} }} " if methods else ""
             out.append(f"    use_backend {kind} if {method_acl}{{ path_reg {regex} }}")
-    out += ["    default_backend master", "", "backend master",
-            f"    server master {_address(main_config.listeners)} check"]
+    out.append("    default_backend master")
+    if federation_bind is not None:
+        out += _federation_frontend(main_config, federation_bind, federation_pem, "federation_reader" in by_type)
+    out += ["", "backend master", f"    server master {_address(main_config.listeners)} check"]
     if initial:
         by_type["synchrotron_initial"] = initial
     for kind, group in by_type.items():
@@ -101,5 +142,11 @@ def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: s
             ]
         else:
             out.append("    balance roundrobin")
-        out += [f"    server {w.worker_name} {_address(w.worker_listeners)} check" for w in group]
+        servers = [f"    server {w.worker_name} {_address(w.worker_listeners)} check" for w in group]
+        out += servers
+        if kind == "federation_reader":
+            out += ["", "backend federation_send",
+                    "    # One origin's transactions reach one instance: hash the X-Matrix origin.",
+                    f"    http-request set-header X-Matrix-Origin {_ORIGIN}",
+                    "    balance hdr(X-Matrix-Origin)", "    hash-type consistent", *servers]
     return "\n".join(out) + "\n"

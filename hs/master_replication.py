@@ -30,7 +30,26 @@ def worker_actions(hs) -> dict:
         hs.pushers.remove_pusher(body["user_id"], body["app_id"], body["pushkey"])
         return {}
 
-    return {"create_filter": create_filter, "presence_from_sync": presence_from_sync, "remove_pusher": remove_pusher}
+    # Inbound federation served by a federation_reader: the request was authenticated there;
+    # what it writes (events, EDUs, memberships) is written here.
+    def federation_transaction(body):
+        return hs.federation_events.on_transaction(body["origin"], body["txn_id"], body["pdus"], body["edus"])
+
+    def federation_send_membership(body):
+        return hs.federation_membership.on_send(body["membership"], body["origin"], body["room_id"],
+                                                body["event_id"], body["pdu"])
+
+    def federation_invite(body):
+        return hs.federation_membership.on_invite(body["origin"], body["room_id"], body["event_id"], body["body"])
+
+    def federation_wake(body):
+        if hs.federation_sender is not None:
+            hs.federation_sender.wake_destination(body["origin"])
+        return {}
+
+    return {"create_filter": create_filter, "presence_from_sync": presence_from_sync, "remove_pusher": remove_pusher,
+            "federation_transaction": federation_transaction, "federation_send_membership": federation_send_membership,
+            "federation_invite": federation_invite, "federation_wake": federation_wake}
 
 
 def start_replication(hs, app) -> ReplicationServer | None:

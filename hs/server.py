@@ -241,7 +241,9 @@ class HomeServer:
         self.presence_writer = PresenceWriter(self.presence_store, self.presence_stream, self.rooms, self.notifier,
                                               enabled=config.presence_enabled,
                                               idle_timeout_ms=config.presence_idle_timeout_ms,
-                                              sync_online_timeout_ms=config.presence_sync_online_timeout_ms)
+                                              sync_online_timeout_ms=config.presence_sync_online_timeout_ms,
+                                              server_name=config.server_name,
+                                              federation_timeout_ms=config.presence_federation_timeout_ms)
         if not worker:
             self.presence_writer.start()
         self.sync.presence = self.presence
@@ -435,6 +437,9 @@ class HomeServer:
             from hs.federation.sender import FederationSender
             self.federation_sender = FederationSender(self)
         self.federation_events.edus = self.federation_edus
+        # Called for every authenticated inbound request (a worker forwards it to the master).
+        self.wake_destination = (self.federation_sender.wake_destination if self.federation_sender is not None
+                                 else lambda origin: None)
         self.federation_membership.sender = self.federation_sender
 
     def _build_federation_rooms(self) -> None:
@@ -453,8 +458,11 @@ class HomeServer:
         self.federation_membership.restricted_authoriser = self.membership.restricted_join_authoriser
         self.membership.federation = self.federation_membership
         from hs.handlers.federation_serving import FederationServing
+        from hs.storage.federation_reads import FederationReadStore
         self.federation_serving = FederationServing(self.config, self.rooms, self.events, self.state,
-                                                    self.federation_event_store, self.accounts, self.federation_client)
+                                                    self.federation_event_store, FederationReadStore(self.db),
+                                                    self.accounts, self.federation_client)
+        self.federation_events.server_allowed = self.federation_serving.server_allowed
         self.membership.lookup_remote_alias = self.federation_serving.lookup_remote_alias
         self.directory.lookup_remote_alias = self.federation_serving.lookup_remote_alias
         self.profile.remote_profile = self.federation_serving.remote_profile

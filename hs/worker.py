@@ -9,8 +9,10 @@ homeserver.yaml and HS_WORKER_CONFIG the worker's file.
 import json
 import logging
 import os
+import time
 
 import falcon
+import gevent
 
 from hs.api import status
 from hs.api.app import build_app
@@ -91,6 +93,34 @@ def attach_replication(hs, client: ReplicationClient, config) -> None:
 
     hs.filter_handler.store_filter = lambda user_id, body: master.call("create_filter",
                                                                         {"user_id": user_id, "filter": body})
+    forward_federation_writes(hs, master)
+
+
+# How often a federation_reader tells the master that a server it hears from is up.
+WAKE_INTERVAL_S = 30.0
+
+
+def forward_federation_writes(hs, master) -> None:
+    """A federation_reader authenticates and reads; the events, EDUs and memberships an inbound
+    request writes are the master's (hs/master_replication.py)."""
+    hs.federation_events.on_transaction = lambda origin, txn_id, pdus, edus: master.call(
+        "federation_transaction", {"origin": origin, "txn_id": txn_id, "pdus": pdus, "edus": edus})
+    hs.federation_membership.on_send = lambda membership, origin, room_id, event_id, pdu: master.call(
+        "federation_send_membership", {"membership": membership, "origin": origin, "room_id": room_id,
+                                       "event_id": event_id, "pdu": pdu})
+    hs.federation_membership.on_invite = lambda origin, room_id, event_id, body: master.call(
+        "federation_invite", {"origin": origin, "room_id": room_id, "event_id": event_id, "body": body})
+    last_woken: dict[str, float] = {}
+
+    def wake_destination(origin: str) -> None:
+        # Every inbound request would be one call too many: a destination in backoff needs one.
+        now = time.monotonic()
+        if now - last_woken.get(origin, -WAKE_INTERVAL_S) >= WAKE_INTERVAL_S:
+            if len(last_woken) > 10_000:
+                last_woken.clear()
+            last_woken[origin] = now
+            gevent.spawn(master.call, "federation_wake", {"origin": origin})
+    hs.wake_destination = wake_destination
 
 
 def create_worker_app(worker_type: str, resource_modules) -> falcon.App:

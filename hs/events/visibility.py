@@ -35,6 +35,7 @@ __all__ = [
     "filter_events_for_user",
     "guest_may_join",
     "guest_may_peek",
+    "visible_to_server",
     "visible_to_user",
 ]
 
@@ -165,6 +166,20 @@ def filter_events_for_user(user_id: str, events: list[dict],
                            membership_at_event=membership, is_peeking=is_peeking):
             visible.append(event)
     return visible
+
+
+def visible_to_server(history_visibility: str | None, memberships: list) -> bool:
+    """Whether another server may see an event unredacted (/event, /backfill,
+    /get_missing_events), as Synapse decides it (`filter_events_for_server`): under
+    `world_readable` or `shared` history, yes (the server asking is in the room); under
+    `invited` or `joined`, only if one of its users was joined at the event, or invited under
+    `invited`. `memberships` are that server's users' memberships in the state at the event;
+    `history_visibility` the content value there (None when there is none).
+    """
+    visibility = effective_history_visibility(history_visibility)
+    if visibility in (Visibility.WORLD_READABLE, Visibility.SHARED):
+        return True
+    return "join" in memberships or (visibility == Visibility.INVITED and "invite" in memberships)
 
 
 def guest_may_join(guest_access: str | None) -> bool:

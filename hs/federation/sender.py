@@ -153,6 +153,17 @@ class FederationSender:
                 "pdus_queued": sum(p for p, _ in pending), "edus_queued": sum(e for _, e in pending),
                 "events_position": self._position, "checked_at_ms": now}
 
+    def status_summary(self) -> dict:
+        """For `synctl status`: one flat line, the failing destinations named with how long they
+        have failed and when they are tried next."""
+        status, now = self.status(), now_ms()
+        failing = status["destinations_failing"]
+        named = [f"{f['destination']} (for {max(0, now - f['failing_since_ms']) // 1000}s, retry in "
+                 f"{f['retry_in_ms'] // 1000}s)" for f in failing[:5] if f["failing_since_ms"] is not None]
+        return {"failing": len(failing), "catching_up": status["destinations_catching_up"],
+                "pdus_queued": status["pdus_queued"], "edus_queued": status["edus_queued"],
+                "failing_destinations": "; ".join(named) or None}
+
     # --- for the queues ----------------------------------------------------------------------------------
 
     def current_stream_ordering(self) -> int:

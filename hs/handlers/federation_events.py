@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 CREATE_KEY = ("m.room.create", "")
 # How many missing prev_events one /get_missing_events asks for (Synapse asks for 10).
 MISSING_EVENTS_LIMIT = 10
+# Past this many missing events, the state at an event is fetched whole with /state.
+MAX_EVENTS_FETCHED_ONE_BY_ONE = 10
 
 
 class PduRejected(Exception):
@@ -222,7 +224,14 @@ class FederationEventHandler:
         if not (isinstance(pdu_ids, list) and isinstance(chain_ids, list)
                 and all(isinstance(i, str) for i in pdu_ids + chain_ids)):
             raise PduRejected(f"{origin} gave a malformed /state_ids answer")
-        self.fetch_outliers(origin, room_id, room_version, [*chain_ids, *pdu_ids, event_id])
+        wanted = [*chain_ids, *pdu_ids, event_id]
+        missing = [i for i in wanted if i not in self.store.get_known(wanted)]
+        if len(missing) > MAX_EVENTS_FETCHED_ONE_BY_ONE:
+            # One /state answer instead of an /event per missing event of a big room.
+            body = self.client.get_json(origin, f"/_matrix/federation/v1/state/{q(room_id)}", {"event_id": event_id})
+            pdus = [*(body.get("auth_chain") or []), *(body.get("pdus") or [])] if isinstance(body, dict) else []
+            self.persist_outliers(room_id, room_version, [p for p in pdus if isinstance(p, dict)])
+        self.fetch_outliers(origin, room_id, room_version, wanted)
         loaded = self.events.get_events([*pdu_ids, event_id])
         if event_id not in loaded:
             raise PduRejected(f"could not get {event_id} from {origin}")
@@ -355,13 +364,14 @@ class FederationEventHandler:
             self.creation.persist_received(room_id, event, state_before, before_group, backfilled=True,
                                            negative_ordering=negative, pre_txn=pre_txn)
             return "timeline"
-        current = self.state.get_current_state_ids(room_id)
-        if self.check_against_state(event, current) is not None:
+        keys = auth_types_for_event(event.room_version, event.type, event.state_key, event.sender, event.content)
+        current_auth = self.state.get_current_state_ids(room_id, sorted(keys | {CREATE_KEY}))
+        if self.check_against_state(event, current_auth) is not None:
             logger.info("Soft-failing %s from %s: it does not pass the room's current state", event.event_id, origin)
             self.creation.persist_received(room_id, event, state_before, before_group, outlier=True,
                                            negative_ordering=negative, pre_txn=pre_txn)
             return "soft_failed"
-        delta = self._current_state_delta(room_id, event, state_before, before_group, current)
+        delta = self._current_state_delta(room_id, event, state_before, before_group)
         self.creation.persist_received(room_id, event, state_before, before_group, current_state_delta=delta,
                                        negative_ordering=negative, pre_txn=pre_txn)
         return "timeline"
@@ -381,12 +391,17 @@ class FederationEventHandler:
         logger.info("Rejecting %s: %s", event.event_id, reason)
         self.store.add_rejected(event, room_id, reason, now_ms(), before_group)
 
-    def _current_state_delta(self, room_id: str, event, state_before: dict, before_group, current: dict):
+    def _current_state_delta(self, room_id: str, event, state_before: dict, before_group):
         """None when the event simply extends the room (its own key, if any, is the only
         change); else the change that makes current state the resolution of the new forward
         extremities' states."""
         extremities = {eid for eid, _ in self.events.get_forward_extremities(room_id)}
         prevs = set(event.prev_event_ids)
+        if extremities == prevs and len(prevs) == 1 and before_group is not None:
+            # The room's one extremity is the event's one prev_event, and current state is the
+            # state after it: nothing to load.
+            return None
+        current = self.state.get_current_state_ids(room_id)
         if extremities <= prevs and state_before == current:
             return None
         after = dict(state_before)

@@ -67,11 +67,10 @@ class FederationMembershipHandler:
                 return self._make_and_send_via(server, membership, user_id, room_id, content)
             except FederationHttpError as e:
                 logger.info("%s of %s to %s via %s refused: %s", membership, user_id, room_id, server, e)
-                last_error = MatrixError(e.status if 400 <= e.status < 500 else 502, e.errcode or Codes.UNKNOWN,
-                                         _remote_message(e, server))
+                last_error = _client_error(e, server, MatrixError(404, Codes.NOT_FOUND, _remote_message(e, server)))
             except (FederationRequestError, PduRejected, ValueError, KeyError, TypeError) as e:
                 logger.info("%s of %s to %s via %s failed: %s", membership, user_id, room_id, server, e)
-                last_error = MatrixError(502, Codes.UNKNOWN, f"Could not {membership} through {server}: {e}")
+                last_error = MatrixError(404, Codes.NOT_FOUND, f"Could not {membership} through {server}: {e}")
         raise last_error
 
     def _make_and_send_via(self, server: str, membership: str, user_id: str, room_id: str, content: dict) -> str:
@@ -93,7 +92,9 @@ class FederationMembershipHandler:
         if room_version.redaction != Redaction.V11:
             pdu["origin"] = self.server_name
         event = self._sign(room_version, pdu)
-        path = f"/_matrix/federation/v2/send_{membership}/{q(room_id)}/{q(event.event_id)}"
+        # send_knock has only ever had a v1, whose answer is not wrapped as v1 send_join's is.
+        version = "v1" if membership == "knock" else "v2"
+        path = f"/_matrix/federation/{version}/send_{membership}/{q(room_id)}/{q(event.event_id)}"
         answer = self.client.put_json(server, path, event.pdu)
         if membership == "join":
             self._complete_join(server, room_id, room_version, event, answer)
@@ -144,9 +145,19 @@ class FederationMembershipHandler:
             after = {**state, event.state_key_tuple: event.event_id}
             members = self.events.get_events(after.values())
             delta = {k: (eid, members[eid].event.membership if eid in members else "join") for k, eid in after.items()}
+            outside = self._memberships_kept_outside(room_id, event.state_key)
             self.creation.persist_received(room_id, event, state, None, current_state_delta=delta,
-                                           negative_ordering=self.fed_store.next_negative_stream_ordering)
+                                           negative_ordering=self.fed_store.next_negative_stream_ordering,
+                                           pre_txn=lambda cur: self.fed_store.hide_from_timeline_txn(cur, outside))
         logger.info("Joined %s through %s (%d state events)", room_id, server, len(state))
+
+    def _memberships_kept_outside(self, room_id: str, user_id: str) -> list[str]:
+        """The user's invite or knock stored while we were not in the room (it carries the
+        stripped state it came with), if that is their membership now."""
+        current = self.rooms.get_membership(room_id, user_id)
+        stored = self.events.get_event(current[1]) if current is not None else None
+        unsigned = (stored.event.pdu.get("unsigned") or {}) if stored is not None else {}
+        return [current[1]] if "invite_room_state" in unsigned or "knock_room_state" in unsigned else []
 
     def _store_membership_outside(self, room_id: str, room_version, event, stripped_state) -> None:
         """A membership of one of our users in a room this server is not in (an invite, a
@@ -180,10 +191,10 @@ class FederationMembershipHandler:
             answer = self.client.put_json(target_server, f"/_matrix/federation/v2/invite/{q(room_id)}/"
                                                          f"{q(event.event_id)}", body)
         except FederationHttpError as e:
-            raise MatrixError(e.status if 400 <= e.status < 500 else 502, e.errcode or Codes.UNKNOWN,
-                              _remote_message(e, target_server)) from None
+            raise _client_error(e, target_server, MatrixError(403, Codes.FORBIDDEN, _remote_message(e, target_server))
+                                ) from None
         except FederationRequestError as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {target_server}: {e}") from None
+            raise MatrixError(403, Codes.FORBIDDEN, f"Could not reach {target_server}: {e}") from None
         signed = answer.get("event") if isinstance(answer, dict) else None
         try:
             countersigned = self.fed_events.parse_pdu(event.room_version, signed)
@@ -191,9 +202,9 @@ class FederationMembershipHandler:
                 raise PduRejected("the invite came back changed")
             self.fed_events.check_signatures(countersigned)
         except PduRejected as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"{target_server} answered the invite badly: {e}") from None
+            raise MatrixError(403, Codes.FORBIDDEN, f"{target_server} answered the invite badly: {e}") from None
         if target_server not in (countersigned.pdu.get("signatures") or {}):
-            raise MatrixError(502, Codes.UNKNOWN, f"{target_server} did not sign the invite")
+            raise MatrixError(403, Codes.FORBIDDEN, f"{target_server} did not sign the invite")
         return countersigned
 
     # --- remote users, our rooms --------------------------------------------------------------
@@ -323,6 +334,15 @@ def federation_pdu(stored) -> dict:
 
 def _valid_stripped(events: list) -> list:
     return [e for e in events if isinstance(e, dict) and isinstance(e.get("type"), str)][:50]
+
+
+def _client_error(error: FederationHttpError, server: str, otherwise: MatrixError) -> MatrixError:
+    """What a client is told when another server refused: its 400, 403 or 404 as it gave them;
+    anything else (its 401 about our signature, its 5xx) as `otherwise`, a 4xx the endpoint
+    documents, since the client's request itself was fine and retrying it may work."""
+    if error.status in (400, 403, 404) and error.errcode:
+        return MatrixError(error.status, error.errcode, _remote_message(error, server))
+    return otherwise
 
 
 def _remote_message(error: FederationHttpError, server: str) -> str:

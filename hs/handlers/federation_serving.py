@@ -1,34 +1,61 @@
 """What other servers read from us: events, the state at an event, auth chains, history
-(/backfill, /get_missing_events), and the directory and profile queries."""
+(/backfill, /get_missing_events), /timestamp_to_event, and the directory and profile queries;
+and the room's server ACL, which every room-scoped request (and every inbound PDU) passes.
 
+Who may read what (as Synapse): the room-scoped reads need a user of the asking server joined
+to the room now; the events served are then filtered per event by history visibility
+(`visible_to_server`): one the server may not see is served redacted, so the graph stays whole.
+Rejected events are never served (they are not in `events`); outliers are served by /event
+and as state and auth chains, but history walks (/backfill) stay in the timeline, and there is
+no state to serve at an outlier.
+"""
+
+import heapq
+
+from hs.clock import now_ms
 from hs.errors import Codes, MatrixError
+from hs.events.redaction import prune_event_dict
+from hs.events.server_acl import server_allowed_by_acl
+from hs.events.visibility import visible_to_server
 from hs.federation.http_client import FederationHttpError, FederationRequestError
 from hs.federation.server_name import server_name_of
 from hs.handlers.federation_membership import federation_pdu
 
-MAX_BACKFILL = 100
+MAX_BACKFILL = 100  # what Synapse serves and asks for at most
 MAX_MISSING = 20
+ACL_KEY = ("m.room.server_acl", "")
+HISTORY_KEY = ("m.room.history_visibility", "")
 
 
 class FederationServing:
-    def __init__(self, config, rooms, events, state, fed_store, accounts, client):
+    def __init__(self, config, rooms, events, state, fed_store, read_store, accounts, client):
         self.server_name = config.server_name
         self.allow_profile_lookup = config.allow_profile_lookup_over_federation
         self.rooms = rooms
         self.events = events
         self.state = state
         self.fed_store = fed_store
+        self.read_store = read_store
         self.accounts = accounts
         self.client = client
 
-    # --- room reads ---------------------------------------------------------------------------
+    # --- access -------------------------------------------------------------------------------
+
+    def server_allowed(self, origin: str, room_id: str) -> bool:
+        """Whether the room's current m.room.server_acl lets `origin` in (no ACL: yes)."""
+        acl_id = self.state.get_current_state_ids(room_id, [ACL_KEY]).get(ACL_KEY)
+        acl = self.events.get_event(acl_id) if acl_id is not None else None
+        return acl is None or server_allowed_by_acl(origin, acl.event.content)
+
+    def _check_acl(self, origin: str, room_id: str) -> None:
+        if not self.server_allowed(origin, room_id):
+            raise MatrixError(403, Codes.FORBIDDEN, "Server ACL denies your server")
 
     def _require_in_room(self, origin: str, room_id: str) -> None:
-        """The origin must share the room: a user of it joined (or invited or knocking, for the
-        membership dances)."""
+        """A user of the origin must be joined to the room now (Synapse's assert_host_in_room)."""
         if self.rooms.get_room(room_id) is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        if origin not in self.rooms.get_servers_with_members(room_id, ("join", "invite", "knock")):
+        if origin not in self.rooms.get_joined_servers(room_id):
             raise MatrixError(403, Codes.FORBIDDEN, f"{origin} is not in the room")
 
     def _event_in_room(self, room_id: str, event_id: str):
@@ -37,16 +64,52 @@ class FederationServing:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown event")
         return stored
 
+    def _for_server(self, origin: str, room_id: str, stored: list) -> list[dict]:
+        """The PDUs of `stored`, each redacted unless history visibility lets the origin see it
+        (at the state after the event, as Synapse judges it: the server's own join shows).
+        Outliers have no state here and are served as they are."""
+        groups = self.state.get_state_groups_for_events([s.event.event_id for s in stored])
+        users = self.read_store.get_user_ids_of_server(room_id, origin)
+        keys = [HISTORY_KEY, *(("m.room.member", u) for u in users)]
+        entries = self.state.get_state_entries(list(set(groups.values())), keys)
+        cited = self.events.get_events({e for state in entries.values() for e in state.values()})
+        pdus = []
+        for s in stored:
+            pdu = federation_pdu(s)
+            group = groups.get(s.event.event_id)
+            if group is not None and not self._visible(entries[group], cited):
+                pdu = prune_event_dict(s.event.room_version, pdu)
+            pdus.append(pdu)
+        return pdus
+
+    @staticmethod
+    def _visible(state: dict, cited: dict) -> bool:
+        # Redaction keeps history_visibility and membership in every room version.
+        history = cited.get(state.get(HISTORY_KEY))
+        value = history.event.content.get("history_visibility") if history is not None else None
+        memberships = [cited[e].event.membership for key, e in state.items()
+                       if key[0] == "m.room.member" and e in cited]
+        return visible_to_server(value if isinstance(value, str) else None, memberships)
+
+    # --- room reads ---------------------------------------------------------------------------
+
     def get_event(self, origin: str, event_id: str) -> dict:
         stored = self.events.get_event(event_id)
         if stored is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown event")
-        self._require_in_room(origin, stored.event.room_id_in_any_version)
-        return {"origin": self.server_name, "origin_server_ts": _now(), "pdus": [federation_pdu(stored)]}
+        room_id = stored.event.room_id_in_any_version
+        self._check_acl(origin, room_id)
+        self._require_in_room(origin, room_id)
+        return {"origin": self.server_name, "origin_server_ts": now_ms(),
+                "pdus": self._for_server(origin, room_id, [stored])}
 
     def state_ids_before(self, room_id: str, event_id: str) -> tuple[list, list]:
-        """(state event IDs before the event, their auth chain's IDs)."""
+        """(state event IDs before the event, their auth chain's IDs): "the state of the room
+        at the event", which Synapse reads as the state before it, as the asker needs to check
+        the event itself. 404 at an outlier, whose state we do not hold."""
         stored = self._event_in_room(room_id, event_id)
+        if self.fed_store.get_known([event_id]).get(event_id) != "timeline":
+            raise MatrixError(404, Codes.NOT_FOUND, f"State not known at event {event_id}")
         state = dict(self.state.get_state_ids_after_event(event_id))
         event = stored.event
         if event.is_state() and state.get(event.state_key_tuple) == event_id:
@@ -55,14 +118,28 @@ class FederationServing:
             else:
                 del state[event.state_key_tuple]
         ids = list(state.values())
-        return ids, sorted(self.fed_store.get_auth_chain_ids(ids))
+        return ids, self._auth_chain(stored, ids)
+
+    def _auth_chain(self, stored, event_ids: list) -> list[str]:
+        """The auth chain of `event_ids` (events of `stored`'s room). From room version 12 the
+        create event is every other event's implicit auth event, cited nowhere: Synapse counts
+        it in, and a server checking what we serve needs it."""
+        chain = self.fed_store.get_auth_chain_ids(event_ids)
+        event = stored.event
+        if event.room_version.room_id_from_create_event and event_ids:
+            create_id = "$" + event.room_id_in_any_version[1:]
+            if event_ids != [create_id]:
+                chain.add(create_id)
+        return sorted(chain)
 
     def get_state_ids(self, origin: str, room_id: str, event_id: str) -> dict:
+        self._check_acl(origin, room_id)
         self._require_in_room(origin, room_id)
         ids, chain = self.state_ids_before(room_id, event_id)
         return {"pdu_ids": ids, "auth_chain_ids": chain}
 
     def get_state(self, origin: str, room_id: str, event_id: str) -> dict:
+        self._check_acl(origin, room_id)
         self._require_in_room(origin, room_id)
         ids, chain = self.state_ids_before(room_id, event_id)
         loaded = self.events.get_events([*ids, *chain])
@@ -70,34 +147,47 @@ class FederationServing:
                 "auth_chain": [federation_pdu(loaded[i]) for i in chain if i in loaded]}
 
     def get_event_auth(self, origin: str, room_id: str, event_id: str) -> dict:
+        self._check_acl(origin, room_id)
         self._require_in_room(origin, room_id)
         stored = self._event_in_room(room_id, event_id)
-        chain = self.fed_store.get_auth_chain_ids([stored.event.event_id])
+        chain = self._auth_chain(stored, [event_id])
         loaded = self.events.get_events(chain)
-        return {"auth_chain": [federation_pdu(loaded[i]) for i in sorted(chain) if i in loaded]}
+        return {"auth_chain": [federation_pdu(loaded[i]) for i in chain if i in loaded]}
 
     def backfill(self, origin: str, room_id: str, from_ids: list, limit: int) -> dict:
-        """Breadth-first back from `from_ids` (included), the deepest first."""
+        """From `from_ids` (included) back through prev_events, always the deepest event known
+        next (newest first, ties by stream order), as Synapse walks it: at most `limit` (≤ 100)
+        timeline events."""
+        self._check_acl(origin, room_id)
         self._require_in_room(origin, room_id)
         limit = max(1, min(limit, MAX_BACKFILL))
-        found, frontier, seen = [], list(from_ids), set()
-        while frontier and len(found) < limit:
-            loaded = self.events.get_events([e for e in frontier if e not in seen])
-            seen.update(frontier)
-            batch = sorted((s for s in loaded.values() if s.event.room_id_in_any_version == room_id),
-                           key=lambda s: -s.event.depth)
-            found.extend(batch[:limit - len(found)])
-            frontier = [p for s in batch for p in s.event.prev_event_ids if p not in seen]
-        return {"origin": self.server_name, "origin_server_ts": _now(),
-                "pdus": [federation_pdu(s) for s in found]}
+        queue = [(-depth, -stream, event_id)
+                 for event_id, (depth, stream) in self.read_store.get_timeline_positions(room_id, from_ids).items()]
+        heapq.heapify(queue)
+        found: dict[str, None] = {}
+        while queue and len(found) < limit:
+            _, _, event_id = heapq.heappop(queue)
+            if event_id in found:
+                continue
+            found[event_id] = None
+            for prev_id, depth, stream in self.read_store.get_timeline_prev_events(room_id, event_id,
+                                                                                   limit - len(found)):
+                if prev_id not in found:
+                    heapq.heappush(queue, (-depth, -stream, prev_id))
+        loaded = self.events.get_events(found)
+        return {"origin": self.server_name, "origin_server_ts": now_ms(),
+                "pdus": self._for_server(origin, room_id, [loaded[e] for e in found if e in loaded])}
 
     def get_missing_events(self, origin: str, room_id: str, earliest: list, latest: list, limit: int,
                            min_depth: int) -> dict:
-        """The events between `earliest` and `latest` (neither included), oldest first."""
+        """The events between `earliest` and `latest` (neither included), breadth-first back
+        from `latest`, none below `min_depth`, at most `limit` (≤ 20), oldest first."""
+        self._check_acl(origin, room_id)
         self._require_in_room(origin, room_id)
         limit = max(1, min(limit, MAX_MISSING))
         seen = set(earliest) | set(latest)
-        frontier = [p for s in self.events.get_events(latest).values() for p in s.event.prev_event_ids]
+        frontier = [p for s in self.events.get_events(latest).values()
+                    if s.event.room_id_in_any_version == room_id for p in s.event.prev_event_ids]
         found = []
         while frontier and len(found) < limit:
             frontier = [e for e in dict.fromkeys(frontier) if e not in seen]
@@ -107,7 +197,18 @@ class FederationServing:
             found.extend(loaded[:limit - len(found)])
             frontier = [p for s in loaded for p in s.event.prev_event_ids]
         found.sort(key=lambda s: (s.event.depth, s.stream_ordering))
-        return {"events": [federation_pdu(s) for s in found]}
+        return {"events": self._for_server(origin, room_id, found)}
+
+    def timestamp_to_event(self, origin: str, room_id: str, ts: int, direction: str) -> dict:
+        """The timeline event closest to `ts` (Synapse answers any server the ACL lets in:
+        an event ID and a time say nothing of the content)."""
+        self._check_acl(origin, room_id)
+        event_id = self.read_store.get_event_id_near_timestamp(room_id, ts, direction == "f")
+        stored = self.events.get_event(event_id) if event_id is not None else None
+        if stored is None:
+            word = "forward" if direction == "f" else "backward"
+            raise MatrixError(404, Codes.NOT_FOUND, f"Unable to find event from {ts} in {word} direction")
+        return {"event_id": event_id, "origin_server_ts": stored.event.origin_server_ts}
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -140,35 +241,36 @@ class FederationServing:
     # --- asking other servers -----------------------------------------------------------------
 
     def lookup_remote_alias(self, alias: str) -> tuple[str, list]:
+        """(room_id, servers) from the alias's server; every failure to get them is a 404 (the
+        spec gives alias lookups and joins no 5xx), naming the reason."""
         server = server_name_of(alias)
         try:
             body = self.client.get_json(server, "/_matrix/federation/v1/query/directory", {"room_alias": alias})
         except FederationHttpError as e:
             if e.status == 404:
                 raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found") from None
-            raise MatrixError(502, Codes.UNKNOWN, f"{server} could not resolve the alias") from None
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} could not resolve the alias") from None
         except FederationRequestError as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
-        room_id, servers = body.get("room_id"), body.get("servers")
+            raise MatrixError(404, Codes.NOT_FOUND, f"Could not reach {server}: {e}") from None
+        room_id = body.get("room_id") if isinstance(body, dict) else None
+        servers = body.get("servers") if isinstance(body, dict) else None
         if not isinstance(room_id, str) or not isinstance(servers, list):
-            raise MatrixError(502, Codes.UNKNOWN, f"{server} answered the alias query badly")
-        return room_id, [server, *(s for s in servers if isinstance(s, str))]
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the alias query badly")
+        # The alias's server first: it just answered, so it is up and in the room.
+        return room_id, list(dict.fromkeys([server, *(s for s in servers if isinstance(s, str))]))
 
     def remote_profile(self, user_id: str) -> dict:
         server = server_name_of(user_id)
         try:
             body = self.client.get_json(server, "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         except FederationHttpError as e:
-            if 400 <= e.status < 500:
+            # Unlike Synapse (502), a server that cannot answer is a 404 too: the spec gives this
+            # endpoint no 5xx, and the client's request was fine.
+            if e.status == 404:
                 raise MatrixError(404, Codes.NOT_FOUND, "Profile was not found") from None
-            raise MatrixError(502, Codes.UNKNOWN, f"{server} could not answer") from None
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} could not answer ({e.status})") from None
         except FederationRequestError as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+            raise MatrixError(404, Codes.NOT_FOUND, f"Could not reach {server}: {e}") from None
         if not isinstance(body, dict):
-            raise MatrixError(502, Codes.UNKNOWN, f"{server} answered the profile query badly")
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the profile query badly")
         return {k: v for k, v in body.items() if k in ("displayname", "avatar_url") and isinstance(v, str)}
-
-
-def _now() -> int:
-    from hs.clock import now_ms
-    return now_ms()

@@ -79,18 +79,29 @@ class MembershipHandler:
         return self.federation is not None and not self.rooms.has_local_joined_member(room_id, self.server_name)
 
     def _membership_servers(self, room_id: str, user_id: str) -> list[str]:
-        """The servers of whoever invited the user or answered their knock: they are in the room."""
+        """Servers in a room we only know by an invite or a knock: the inviter's, and those
+        whose users sent the room's state the invite or knock came with."""
         current = self.rooms.get_membership(room_id, user_id)
         stored = self.events.get_event(current[1]) if current is not None else None
-        return [stored.event.sender.partition(":")[2]] if stored is not None else []
+        if stored is None:
+            return []
+        unsigned = stored.event.pdu.get("unsigned") or {}
+        stripped = unsigned.get("invite_room_state") or unsigned.get("knock_room_state") or []
+        senders = [stored.event.sender, *(e.get("sender") for e in stripped if isinstance(e, dict))]
+        servers = [s.partition(":")[2] for s in senders if isinstance(s, str) and ":" in s]
+        return [s for s in dict.fromkeys(servers) if s != self.server_name]
 
     def join(self, requester, room_id_or_alias: str, reason: str | None = None, servers=()) -> str:
         room_id, servers = self._resolve_with_servers(room_id_or_alias, servers)
         if self._is_remote(room_id):
-            servers = [*servers, *self._membership_servers(room_id, requester.user_id)]
-            content = self.member_content(requester.user_id, "join", reason)
-            self.federation.join_remote(requester.user_id, room_id, servers, content)
-            return room_id
+            servers = [*servers, *self._membership_servers(room_id, requester.user_id),
+                       *self.rooms.get_joined_servers(room_id)]
+            # A room of ours that no user of ours is in any more, and no other server either, is
+            # joined here, where the auth rules say no.
+            if any(s != self.server_name for s in servers) or self.rooms.get_room(room_id) is None:
+                content = self.member_content(requester.user_id, "join", reason)
+                self.federation.join_remote(requester.user_id, room_id, servers, content)
+                return room_id
         self._require_room(room_id)
         if requester.is_guest and not self._guests_may_join(room_id):
             raise MatrixError(403, Codes.FORBIDDEN, "Guest access is not allowed in this room")

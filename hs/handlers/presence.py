@@ -91,7 +91,7 @@ class PresenceReader:
 
 class PresenceWriter:
     def __init__(self, store, stream, rooms, notifier, *, enabled: bool, idle_timeout_ms: int,
-                 sync_online_timeout_ms: int):
+                 sync_online_timeout_ms: int, server_name: str = "", federation_timeout_ms: int = 30 * 60_000):
         self.store = store
         self.stream = stream
         self.rooms = rooms
@@ -104,6 +104,10 @@ class PresenceWriter:
         self._last_sync_ended: dict[str, int] = {}  # user -> ms; only for users in _states
         self._pending: list[tuple[int, str, list[str]]] = []  # (stream_id, user, their rooms)
         self._timeouts = None
+        self.server_name = server_name
+        self.federation_timeout_ms = federation_timeout_ms
+        # Remote users not offline -> when their server last told us of them (ms).
+        self._remote_heard: dict[str, int] = {}
         # Called with each UserPresence others are told about (the federation sender tells the
         # servers sharing a room with the user of a local one).
         self.presence_listeners = []
@@ -113,9 +117,15 @@ class PresenceWriter:
         """Takes over everyone left not offline (say by a restart) and runs the timeouts."""
         if not self.enabled:
             return
+        now = now_ms()
         for presence in self.store.get_not_offline():
-            self._states.setdefault(presence.user_id, presence)
-        interval = min(MAX_CHECK_INTERVAL_S, self.idle_timeout_ms / 5000, self.sync_online_timeout_ms / 5000)
+            if self._is_local(presence.user_id):
+                self._states.setdefault(presence.user_id, presence)
+            else:
+                # Their own server runs their timeouts; ours only ends a silence.
+                self._remote_heard.setdefault(presence.user_id, now)
+        interval = min(MAX_CHECK_INTERVAL_S, self.idle_timeout_ms / 5000, self.sync_online_timeout_ms / 5000,
+                       self.federation_timeout_ms / 5000)
         self._timeouts = gevent.spawn(self._run_timeouts, max(interval, 0.05))
 
     # --- PUT /presence/{userId}/status -----------------------------------------------------------
@@ -227,8 +237,17 @@ class PresenceWriter:
     def set_remote_presence(self, presence: UserPresence) -> None:
         """A user of another server, from an m.presence EDU: stored for the local users who share
         a room with them; their server runs their timeouts, so none run here."""
-        if self.enabled and presence != self.store.get(presence.user_id):
+        if not self.enabled:
+            return
+        if presence.state == OFFLINE:
+            self._remote_heard.pop(presence.user_id, None)
+        else:
+            self._remote_heard[presence.user_id] = now_ms()
+        if presence != self.store.get(presence.user_id):
             self._write(presence)
+
+    def _is_local(self, user_id: str) -> bool:
+        return not self.server_name or user_id.partition(":")[2] == self.server_name
 
     def _on_advance(self, token: int) -> None:
         """Wakes the changed users and their rooms (every member joined there is someone who
@@ -251,6 +270,13 @@ class PresenceWriter:
 
     def check_timeouts(self) -> None:
         now = now_ms()
+        for user_id, heard in list(self._remote_heard.items()):
+            if now - heard > self.federation_timeout_ms:
+                # A remote user whose server went quiet (Synapse's federation timeout).
+                del self._remote_heard[user_id]
+                stored = self.store.get(user_id)
+                if stored is not None and stored.state != OFFLINE:
+                    self._write(replace(stored, state=OFFLINE, currently_active=False))
         for user_id in list(self._states):
             old = self._states.get(user_id)
             if old is None:

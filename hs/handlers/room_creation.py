@@ -54,10 +54,6 @@ class RoomCreationHandler:
                 raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
             # Before the room exists, unlike Synapse, so that a refused alias leaves no room behind.
             check_may_create_alias(self.config.app_services, requester, alias)
-        for invitee in spec.invite:
-            if user_id_parts(invitee)[1] != self.config.server_name:
-                raise MatrixError(403, Codes.FORBIDDEN, "Inviting users on other servers needs federation, "
-                                                        "which this server does not support yet")
         creator = requester.user_id
         if creator in spec.invite:
             raise MatrixError(400, Codes.INVALID_PARAM, "You cannot invite yourself to the room you create")

@@ -56,6 +56,12 @@ class FederationEventStore:
                     " AND EXISTS (SELECT 1 FROM events WHERE event_id = %s AND outlier)", (event_id, event_id))
         cur.execute("DELETE FROM events WHERE event_id = %s AND outlier", (event_id,))
 
+    @staticmethod
+    def hide_from_timeline_txn(cur, event_ids: list[str]) -> None:
+        """An invite or knock kept while this server was outside the room is the user's record,
+        not room history: once we are in, it leaves the room's timeline (the join follows it)."""
+        cur.execute("UPDATE events SET outlier = TRUE WHERE event_id = ANY(%s)", (event_ids,))
+
     def get_auth_chain_ids(self, event_ids, *, include_given: bool = False) -> set[str]:
         """Every event reachable from the given ones through auth_events."""
         ids = list(event_ids)

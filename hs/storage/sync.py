@@ -83,6 +83,7 @@ class SyncStore:
             " FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS r(room_id, after, upto)"
             " CROSS JOIN LATERAL (SELECT e.event_id, e.stream_ordering FROM events e"
             "  WHERE e.room_id = r.room_id AND e.stream_ordering > r.after AND e.stream_ordering <= r.upto"
+            "  AND NOT e.outlier"
             f"  {''.join(' AND ' + c for c in clauses)}"
             "  ORDER BY e.stream_ordering DESC LIMIT %s) e"
             " ORDER BY r.room_id, e.stream_ordering DESC",
@@ -107,7 +108,7 @@ class SyncStore:
             "SELECT r.room_id, r.upto, e.event_id, e.topological_ordering, e.stream_ordering"
             " FROM unnest(%s::text[], %s::bigint[]) AS r(room_id, upto)"
             " CROSS JOIN LATERAL (SELECT e.event_id, e.topological_ordering, e.stream_ordering FROM events e"
-            "  WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto"
+            "  WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto AND NOT e.outlier"
             "  ORDER BY e.stream_ordering DESC LIMIT 1) e",
             ([p[0] for p in positions], [p[1] for p in positions]))
         return {(room_id, upto): (event_id, topo, stream) for room_id, upto, event_id, topo, stream in rows}
@@ -135,7 +136,7 @@ class SyncStore:
             rows = self.db.execute(
                 "sync_rooms_with_events",
                 "SELECT DISTINCT room_id FROM events WHERE room_id = ANY(%s) AND stream_ordering > %s"
-                f" AND stream_ordering <= %s{clauses}", (room_ids, after, upto, *args))
+                f" AND stream_ordering <= %s AND NOT outlier{clauses}", (room_ids, after, upto, *args))
             with_events = {row[0] for row in rows}
             for room_id in room_ids:
                 self._has_events_cache.put((room_id, *key), room_id in with_events)

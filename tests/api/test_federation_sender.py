@@ -31,6 +31,7 @@ from tests.harness import free_port
 
 OURS = "ours.test"
 MIN_RETRY_MS = 300
+REMOTE_PRESENCE_TIMEOUT_MS = 400
 
 
 class Peer:
@@ -123,6 +124,7 @@ def hs(db_dsn, ca):
         "trusted_key_servers": [], "suppress_key_server_warning": True,
         "federation": {"destination_min_retry_interval": f"{MIN_RETRY_MS}ms", "destination_retry_multiplier": 2,
                        "destination_max_retry_interval": "5s", "client_timeout": "5s"},
+        "presence": {"federation_timeout": f"{REMOTE_PRESENCE_TIMEOUT_MS}ms"},
     }
     path = os.path.join(directory, "homeserver.yaml")
     with open(path, "w") as f:
@@ -321,3 +323,15 @@ def test_inbound_presence_device_lists_and_signing_keys(hs, peer, room):
     hs.federation_edus.on_edu(peer.name, "m.signing_key_update",
                               {"user_id": bob, "master_key": dict(master, user_id="@other:x")})
     assert hs.cross_signing_store.get_keys([bob]) == {bob: {"master": master}}
+
+
+def test_a_remote_user_whose_server_goes_quiet_is_offline_after_the_federation_timeout(hs, peer, room):
+    _, bob, _ = room
+    hs.federation_edus.on_edu(peer.name, "m.presence", {"push": [
+        {"user_id": bob, "presence": "online", "last_active_ago": 0, "currently_active": True}]})
+    hs.presence_writer.check_timeouts()
+    assert hs.presence_store.get(bob).state == "online"
+    time.sleep(REMOTE_PRESENCE_TIMEOUT_MS / 1000 + 0.1)
+    hs.presence_writer.check_timeouts()
+    stored = hs.presence_store.get(bob)
+    assert stored.state == "offline" and not stored.currently_active

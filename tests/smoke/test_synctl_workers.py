@@ -61,7 +61,8 @@ def test_synctl_a_starts_master_and_workers_reports_status_restarts_one_and_stop
     lines = status.stdout.splitlines()
     assert len(lines) == 3
     assert re.fullmatch(rf"the homeserver: running \(pid {pids['master']}\); streams: (\w+ \d+(, )?)+"
-                        r"; pushers: running 0, failing 0, failing_for_s -", lines[0])
+                        r"; federation: failing 0, catching_up 0, pdus_queued 0, edus_queued 0, "
+                        r"failing_destinations -; pushers: running 0, failing 0, failing_for_s -", lines[0])
     for line, name in zip(lines[1:], ("client_reader worker client_reader1", "synchrotron worker synchrotron1"),
                           strict=True):
         pid = pids[name.rsplit(" ", 1)[1]]

@@ -104,7 +104,8 @@ def test_timeouts_outlast_the_longest_sync_long_poll_and_forwardfor_is_on(tmp_pa
 def test_one_backend_per_worker_type_with_its_instances_and_the_master_by_default(tmp_path):
     text, ports = generated(tmp_path)
     backends = [line.split()[1] for line in text.splitlines() if line.startswith("backend ")]
-    assert backends == ["master", "synchrotron", "client_reader", "federation_reader", "media_repository"]
+    assert backends == ["master", "synchrotron", "client_reader", "federation_reader", "federation_send",
+                        "media_repository"]
     assert f"    server sync1 127.0.0.1:{ports['sync1']} check\n    server sync2 127.0.0.1:{ports['sync2']} check\n" \
         in text
     assert "    default_backend master\n" in text
@@ -244,6 +245,7 @@ def proxied(tmp_path_factory):
     ("POST", "/_matrix/client/v3/login", "master"),
     ("POST", "/_matrix/client/v3/createRoom", "master"),
     ("GET", "/_matrix/federation/v1/version", "fed"),
+    ("PUT", "/_matrix/federation/v1/send/txn1", "fed"),
     ("GET", "/_matrix/key/v2/server", "master"),
     ("GET", "/_matrix/media/v3/download/example.org/abc", "media"),
     ("GET", "/_matrix/client/v1/media/thumbnail/example.org/abc?width=32&height=32", "media"),
@@ -300,3 +302,128 @@ def test_only_a_synchrotron_may_be_in_the_initial_sync_pool(tmp_path):
     write(tmp_path / "workers" / "reader.yaml", dict(data, worker_initial_sync_pool=True))
     with pytest.raises(ConfigError, match="worker_initial_sync_pool"):
         load_worker_dir(directory, main)
+
+
+# --- the federation frontend: TLS ends at HAProxy, /send sticky per origin ------------------------------
+
+FEDERATION_LAYOUT = {"fed1": "federation_reader", "fed2": "federation_reader", "fed3": "federation_reader"}
+
+
+def federation_generated(tmp_path, fed_port: int):
+    """The config for FEDERATION_LAYOUT with a federation frontend on `fed_port`; returns it, the
+    stub ports and the test CA whose leaf (for 127.0.0.1) is in the PEM."""
+    from tests.federation_fixture import TestCA
+    ca = TestCA()
+    cert, key = ca.issue(str(tmp_path))
+    pem = tmp_path / "federation.pem"
+    pem.write_text(open(cert).read() + open(key).read())
+    main, directory, ports = make_layout(tmp_path, FEDERATION_LAYOUT)
+    text = haproxy_config(load_config(main), load_worker_dir(directory, main)[1], f"127.0.0.1:{free_port()}",
+                          federation_bind=f"127.0.0.1:{fed_port}", federation_pem=str(pem))
+    return text, ports, ca
+
+
+def x_matrix(origin: str, quoted: bool = True, first: bool = True) -> str:
+    value = f'"{origin}"' if quoted else origin
+    params = [f"origin={value}", 'destination="example.org"', 'key="ed25519:a"', 'sig="c2lnb3JpZ2luPXg"']
+    return "X-Matrix " + ",".join(params if first else params[::-1])
+
+
+@needs_haproxy
+def test_the_federation_frontend_passes_haproxy_check(tmp_path):
+    text, _, ca = federation_generated(tmp_path, free_port())
+    try:
+        assert "frontend federation" in text and " ssl crt " in text
+        path = tmp_path / "haproxy.cfg"
+        path.write_text(text)
+        done = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ALERT" not in done.stdout + done.stderr and "WARNING" not in done.stdout + done.stderr
+    finally:
+        ca.remove()
+
+
+def test_the_federation_frontend_needs_its_pem_and_a_plain_master_federation_listener(tmp_path):
+    main, directory, _ = make_layout(tmp_path, FEDERATION_LAYOUT)
+    master, workers = load_config(main), load_worker_dir(directory, main)[1]
+    with pytest.raises(ValueError, match="--federation-pem"):
+        haproxy_config(master, workers, federation_bind="127.0.0.1:8448")
+    with pytest.raises(ValueError, match="--federation-bind: expected ADDR:PORT"):
+        haproxy_config(master, workers, federation_bind="8448", federation_pem="x.pem")
+    data = yaml.safe_load(open(main))
+    data["listeners"][1]["resources"] = [{"names": ["client"]}]
+    write(tmp_path / "homeserver.yaml", data)
+    with pytest.raises(ValueError, match="federation resource"):
+        haproxy_config(load_config(main), workers, federation_bind="127.0.0.1:8448", federation_pem="x.pem")
+
+
+@pytest.fixture(scope="module")
+def federation_proxied(tmp_path_factory):
+    """HAProxy with a TLS federation frontend in front of a stub per process; yields
+    where(method, path, **requests_kwargs) -> the stub's answer, over HTTPS."""
+    tmp_path = tmp_path_factory.mktemp("haproxy_fed")
+    fed_port = free_port()
+    text, ports, ca = federation_generated(tmp_path, fed_port)
+    stubs = []
+    for name, stub_port in ports.items():
+        server = _StubServer(("127.0.0.1", stub_port), _Stub)
+        server.name = name
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        stubs.append(server)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"https://127.0.0.1:{fed_port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                requests.get(base + "/_matrix/federation/v1/version", timeout=2, verify=ca.cert_path)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "HAProxy did not listen"
+                time.sleep(0.1)
+
+        def where(method, path, **kwargs) -> dict:
+            answer = requests.request(method, base + path, timeout=5, verify=ca.cert_path, **kwargs)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+        yield where
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for server in stubs:
+            server.shutdown()
+            server.server_close()
+        ca.remove()
+
+
+@needs_haproxy
+@pytest.mark.parametrize("method,path,expected", [
+    ("GET", "/_matrix/federation/v1/event/%24abc", "fed"),
+    ("GET", "/_matrix/federation/v1/state_ids/%21r%3Aexample.org?event_id=%24abc", "fed"),
+    ("PUT", "/_matrix/federation/v2/send_join/%21r%3Aexample.org/%24abc", "fed"),
+    ("PUT", "/_matrix/federation/v1/send/txn1", "fed"),
+    ("POST", "/_matrix/key/v2/query", "fed"),
+    ("GET", "/_matrix/key/v2/server", "master"),
+    ("GET", "/_matrix/client/versions", "master"),
+])
+def test_the_federation_frontend_routes_by_path(federation_proxied, method, path, expected):
+    assert federation_proxied(method, path)["name"].startswith(expected)
+
+
+@needs_haproxy
+def test_one_origins_transactions_reach_one_federation_reader_and_origins_spread(federation_proxied):
+    """Whatever the position of `origin` in the header and whether it is quoted; and the
+    signature, which differs on every request, does not move it."""
+    seen = set()
+    for i in range(24):
+        origin = f"server{i}.example.org:8448" if i % 3 else f"[2001:db8::{i}]:8448"
+        landed = {federation_proxied("PUT", f"/_matrix/federation/v1/send/t{n}",
+                                     headers={"Authorization": x_matrix(origin, quoted=n % 2 == 0, first=n < 2)
+                                              .replace("c2lnb3JpZ2luPXg", f"sig{n}")})["name"]
+                  for n in range(4)}
+        assert len(landed) == 1, (origin, landed)
+        seen |= landed
+    assert seen == {"fed1", "fed2", "fed3"}

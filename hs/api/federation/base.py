@@ -60,10 +60,8 @@ class FederationAuthenticator:
             logger.info("refused request from %s: %s", auth.origin, e)
             raise MatrixError(401, Codes.UNAUTHORIZED, f"Invalid signature from {auth.origin}: {e}") from None
         req.context.origin = auth.origin
-        sender = getattr(self.hs, "federation_sender", None)
-        if sender is not None:
-            # It answers, so it is up: what we queued for it need not wait for its backoff.
-            sender.wake_destination(auth.origin)
+        # It answers, so it is up: what we queued for it need not wait for its backoff.
+        self.hs.wake_destination(auth.origin)
         return auth.origin
 
 

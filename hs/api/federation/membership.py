@@ -53,11 +53,12 @@ def register(app, hs):
     base = "/_matrix/federation"
     for membership in ("join", "leave", "knock"):
         app.add_route(f"{base}/v1/make_{membership}/{{room_id}}/{{user_id}}", MakeMembershipResource(handler, membership))
+    for membership in ("join", "leave"):
         app.add_route(f"{base}/v2/send_{membership}/{{room_id}}/{{event_id}}",
                       SendMembershipResource(handler, membership, v1=False))
-        if membership != "knock":
-            app.add_route(f"{base}/v1/send_{membership}/{{room_id}}/{{event_id}}",
-                          SendMembershipResource(handler, membership, v1=True))
+        app.add_route(f"{base}/v1/send_{membership}/{{room_id}}/{{event_id}}",
+                      SendMembershipResource(handler, membership, v1=True))
+    # send_knock exists only as v1, and answers its body unwrapped.
     app.add_route(f"{base}/v1/send_knock/{{room_id}}/{{event_id}}", SendMembershipResource(handler, "knock", v1=False))
     app.add_route(f"{base}/v2/invite/{{room_id}}/{{event_id}}", InviteResource(handler, v1=False))
     app.add_route(f"{base}/v1/invite/{{room_id}}/{{event_id}}", InviteResource(handler, v1=True))

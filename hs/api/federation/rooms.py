@@ -1,5 +1,6 @@
 """Reads of rooms by other servers: /event, /state, /state_ids, /event_auth, /backfill,
-/get_missing_events; and the directory and profile queries."""
+/get_missing_events, /timestamp_to_event; and the directory and profile queries. The handler
+(hs/handlers/federation_serving.py) applies the room's server ACL and who may read what."""
 
 from hs.api.federation.base import FederationResource
 from hs.api.request import json_body, query_int
@@ -22,16 +23,14 @@ class EventResource(FederationResource):
 
 
 class RoomReadResource(FederationResource):
-    """/state, /state_ids and /event_auth: the room's server ACL applies."""
+    """/state, /state_ids and /event_auth."""
 
-    def __init__(self, serving, acl, what: str):
+    def __init__(self, serving, what: str):
         self.serving = serving
-        self.acl = acl
         self.what = what
 
     def on_get(self, req, resp, room_id, event_id=None):
         origin = req.context.origin
-        self.acl(origin, room_id)
         if self.what == "event_auth":
             resp.media = self.serving.get_event_auth(origin, room_id, event_id)
         elif self.what == "state_ids":
@@ -41,12 +40,10 @@ class RoomReadResource(FederationResource):
 
 
 class BackfillResource(FederationResource):
-    def __init__(self, serving, acl):
+    def __init__(self, serving):
         self.serving = serving
-        self.acl = acl
 
     def on_get(self, req, resp, room_id):
-        self.acl(req.context.origin, room_id)
         from_ids = req.get_param_as_list("v")
         if not from_ids:
             raise MatrixError(400, Codes.MISSING_PARAM, "v is required")
@@ -55,12 +52,10 @@ class BackfillResource(FederationResource):
 
 
 class MissingEventsResource(FederationResource):
-    def __init__(self, serving, acl):
+    def __init__(self, serving):
         self.serving = serving
-        self.acl = acl
 
     def on_post(self, req, resp, room_id):
-        self.acl(req.context.origin, room_id)
         body = json_body(req)
         earliest, latest = body.get("earliest_events", []), body.get("latest_events")
         limit, min_depth = body.get("limit", 10), body.get("min_depth", 0)
@@ -68,6 +63,20 @@ class MissingEventsResource(FederationResource):
                 and isinstance(min_depth, int) and all(isinstance(e, str) for e in earliest + latest)):
             raise MatrixError(400, Codes.BAD_JSON, "earliest_events and latest_events must be lists of event IDs")
         resp.media = self.serving.get_missing_events(req.context.origin, room_id, earliest, latest, limit, min_depth)
+
+
+class TimestampToEventResource(FederationResource):
+    def __init__(self, serving):
+        self.serving = serving
+
+    def on_get(self, req, resp, room_id):
+        ts = query_int(req, "ts")
+        if ts is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "ts is required")
+        direction = _required(req, "dir")
+        if direction not in ("f", "b"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "dir must be f or b")
+        resp.media = self.serving.timestamp_to_event(req.context.origin, room_id, ts, direction)
 
 
 class QueryResource(FederationResource):
@@ -87,12 +96,13 @@ class QueryResource(FederationResource):
 
 
 def register(app, hs):
-    serving, acl = hs.federation_serving, hs.federation_membership.check_room_access
+    serving = hs.federation_serving
     base = "/_matrix/federation/v1"
     app.add_route(f"{base}/event/{{event_id}}", EventResource(serving))
-    app.add_route(f"{base}/state/{{room_id}}", RoomReadResource(serving, acl, "state"))
-    app.add_route(f"{base}/state_ids/{{room_id}}", RoomReadResource(serving, acl, "state_ids"))
-    app.add_route(f"{base}/event_auth/{{room_id}}/{{event_id}}", RoomReadResource(serving, acl, "event_auth"))
-    app.add_route(f"{base}/backfill/{{room_id}}", BackfillResource(serving, acl))
-    app.add_route(f"{base}/get_missing_events/{{room_id}}", MissingEventsResource(serving, acl))
+    app.add_route(f"{base}/state/{{room_id}}", RoomReadResource(serving, "state"))
+    app.add_route(f"{base}/state_ids/{{room_id}}", RoomReadResource(serving, "state_ids"))
+    app.add_route(f"{base}/event_auth/{{room_id}}/{{event_id}}", RoomReadResource(serving, "event_auth"))
+    app.add_route(f"{base}/backfill/{{room_id}}", BackfillResource(serving))
+    app.add_route(f"{base}/get_missing_events/{{room_id}}", MissingEventsResource(serving))
+    app.add_route(f"{base}/timestamp_to_event/{{room_id}}", TimestampToEventResource(serving))
     app.add_route(f"{base}/query/{{query_type}}", QueryResource(serving))
