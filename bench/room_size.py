@@ -97,7 +97,7 @@ class Api:
 
 # --- setup -------------------------------------------------------------------------------------
 
-def create_users(dsn: str, localparts: list[str]) -> dict[str, str]:
+def create_users(dsn: str, localparts: list[str], server_name: str = SERVER_NAME) -> dict[str, str]:
     """user ID -> access token, written straight to the database (no password: nobody logs in)."""
     tokens = {}
     now = int(time.time() * 1000)
@@ -105,7 +105,7 @@ def create_users(dsn: str, localparts: list[str]) -> dict[str, str]:
     try:
         with conn, conn.cursor() as cur:
             for localpart in localparts:
-                user_id = f"@{localpart}:{SERVER_NAME}"
+                user_id = f"@{localpart}:{server_name}"
                 token = "syt_bench_" + secrets.token_urlsafe(24)
                 AccountStore.insert_user_txn(cur, user_id, None, now, displayname=localpart)
                 DeviceStore.upsert_device_txn(cur, user_id, DEVICE_ID, None, now)

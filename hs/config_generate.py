@@ -31,14 +31,26 @@ max_upload_size: 50M
 signing_key_path: {signing_key_q}
 
 listeners:
-  # Clients (and, later, other servers) over plain HTTP. Put a TLS-terminating proxy in front
-  # for anything but local use. x_forwarded: true trusts X-Forwarded-For from that proxy.
+  # Clients over plain HTTP. Put a TLS-terminating proxy in front for anything but local use.
+  # x_forwarded: true trusts X-Forwarded-For from that proxy.
   - port: {http_port}
     type: http
     bind_addresses: ["127.0.0.1"]
     x_forwarded: false
     resources:
       - names: [client, federation]
+  # Other homeservers always connect over TLS (port 8448 unless .well-known says otherwise):
+  # uncomment, with tls_certificate_path and tls_private_key_path below, to federate.
+  #- port: 8448
+  #  type: http
+  #  tls: true
+  #  bind_addresses: ["0.0.0.0"]
+  #  resources:
+  #    - names: [federation]
+
+# The certificate (full chain) and key of the TLS listener, for the server name.
+#tls_certificate_path: /etc/matrix/fullchain.pem
+#tls_private_key_path: /etc/matrix/privkey.pem
 
 # With no `database` section, the homeserver runs its own PostgreSQL inside data_dir.
 # For production, point it at a PostgreSQL server (13 or newer):

@@ -42,6 +42,7 @@ from hs.storage.rooms import RoomStore
 
 # Synapse points a new event at no more than this many forward extremities.
 MAX_PREV_EVENTS = 10
+OUTLIERS_PER_TRANSACTION = 500
 _ROOM_ID_ALPHABET = string.ascii_letters
 
 
@@ -179,6 +180,19 @@ class EventCreationHandler:
                 self._persisted(stream_ordering, room_id, event)
             return event.event_id
 
+    def persist_outliers(self, room_id: str, events: list, negative_orderings) -> None:
+        """Writes checked outliers (a join's state and auth chain), a few hundred per transaction;
+        `negative_orderings(n)` gives their stream orderings. The caller holds the room's lock."""
+        for start in range(0, len(events), OUTLIERS_PER_TRANSACTION):
+            chunk = events[start:start + OUTLIERS_PER_TRANSACTION]
+            plans = [PersistPlan(event, ordering, None, None, outlier=True, now_ms=now_ms())
+                     for event, ordering in zip(chunk, negative_orderings(len(chunk)), strict=True)]
+
+            def txn(cur, plans=plans):
+                for plan in plans:
+                    self.events.persist_event_txn(cur, plan, room_id)
+            self.db.run_txn("persist_outliers", txn)
+
     def _template(self, room_id: str, sender: str, event_type: str, content: dict, state_key, redacts=None):
         """An unsigned event at the room's current position: prev_events, depth, auth events."""
         room = self.rooms.get_room(room_id)
@@ -223,7 +237,8 @@ class EventCreationHandler:
 
     def persist_received(self, room_id: str, event, state_before: dict, before_group: int | None, *,
                          outlier: bool = False, backfilled: bool = False, current_state_delta: dict | None = None,
-                         negative_ordering=None, pre_txn=None, forward_extremity: bool = True) -> int:
+                         negative_ordering=None, pre_txn=None, forward_extremity: bool = True,
+                         redaction_applies: bool = True) -> int:
         """Persists an event that came over federation, already checked; the caller holds the
         room's lock. `state_before` is the state before the event (None for an outlier whose
         state we do not know); `before_group` an existing state group holding exactly that
@@ -249,7 +264,7 @@ class EventCreationHandler:
                                relation=None if outlier else relation_of(event.content),
                                search_key=None if outlier else _search_key(event), now_ms=now_ms(),
                                outlier=outlier, backfilled=backfilled, current_state_delta=current_state_delta,
-                               forward_extremity=forward_extremity)
+                               forward_extremity=forward_extremity, redaction_applies=redaction_applies)
 
             def txn(cur):
                 if pre_txn is not None:

@@ -22,6 +22,7 @@ import logging
 from hs.clock import now_ms
 from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_events_list, check_auth_rules
 from hs.events.hashing import check_content_hash, event_from_pdu
+from hs.events.power_levels import InvalidPowerLevelError, get_named_level, get_user_power_level
 from hs.events.redaction import prune_event_dict
 from hs.events.room_versions import get_room_version
 from hs.events.signing import SignatureVerifyError
@@ -274,21 +275,25 @@ class FederationEventHandler:
             if (event.room_id_in_any_version or room_id) == room_id:
                 parsed[event.event_id] = event
         known = self.store.get_known(list(parsed) + [a for e in parsed.values() for a in e.auth_event_ids])
-        outcome = {}
-        negative = self.store.next_negative_stream_ordering
+        # The auth events outside the batch, read once: a big room's state is thousands of events.
+        outside = {a for e in parsed.values() for a in e.auth_event_ids if a not in parsed}
+        prefetched = (self.events.get_events(outside), self.store.get_rejected_reasons(outside))
+        outcome, accepted = {}, []
         for event in _auth_order(parsed):
             if event.event_id in known:
                 continue
-            reason = self._check_own_auth_events(event, parsed, outcome)
+            reason = self._check_own_auth_events(event, parsed, outcome, prefetched)
             outcome[event.event_id] = reason
             if reason is None:
-                self.creation.persist_received(room_id, event, None, None, outlier=True, negative_ordering=negative)
+                accepted.append(event)
             else:
                 self.store.add_rejected(event, room_id, reason, now_ms(), None)
+        self.creation.persist_outliers(room_id, accepted, self.store.next_negative_stream_orderings)
         return outcome
 
-    def _check_own_auth_events(self, event, batch: dict, outcome: dict) -> str | None:
-        """Why `event` fails the auth rules against its own auth events, or None."""
+    def _check_own_auth_events(self, event, batch: dict, outcome: dict, prefetched=None) -> str | None:
+        """Why `event` fails the auth rules against its own auth events, or None. `prefetched`:
+        (stored events, rejection reasons) already read for the auth events outside `batch`."""
         if event.type == CREATE_KEY[0]:
             try:
                 check_auth_rules(event, {})
@@ -296,8 +301,10 @@ class FederationEventHandler:
             except AuthError as e:
                 return str(e)
         ids = event.auth_event_ids
-        stored = self.events.get_events(ids)
-        rejected = self.store.get_rejected_reasons(ids)
+        if prefetched is not None:
+            stored, rejected = prefetched
+        else:
+            stored, rejected = self.events.get_events(ids), self.store.get_rejected_reasons(ids)
         auth_events = []
         for auth_id in ids:
             if auth_id in rejected or outcome.get(auth_id):
@@ -360,9 +367,10 @@ class FederationEventHandler:
             event_id = event.event_id
             pre_txn = lambda cur: self.store.delete_outlier_txn(cur, event_id)  # noqa: E731
         negative = self.store.next_negative_stream_ordering
+        applies = self._redaction_applies(event, state_before)
         if backfilled:
             self.creation.persist_received(room_id, event, state_before, before_group, backfilled=True,
-                                           negative_ordering=negative, pre_txn=pre_txn)
+                                           negative_ordering=negative, pre_txn=pre_txn, redaction_applies=applies)
             return "timeline"
         keys = auth_types_for_event(event.room_version, event.type, event.state_key, event.sender, event.content)
         current_auth = self.state.get_current_state_ids(room_id, sorted(keys | {CREATE_KEY}))
@@ -373,8 +381,29 @@ class FederationEventHandler:
             return "soft_failed"
         delta = self._current_state_delta(room_id, event, state_before, before_group)
         self.creation.persist_received(room_id, event, state_before, before_group, current_state_delta=delta,
-                                       negative_ordering=negative, pre_txn=pre_txn)
+                                       negative_ordering=negative, pre_txn=pre_txn, redaction_applies=applies)
         return "timeline"
+
+    def _redaction_applies(self, event, state_before: dict) -> bool:
+        """The auth rules let anyone allowed to send m.room.redaction send one; it redacts only
+        an event of the sender's own server, or with the redact power level (as Synapse; an
+        event we do not have yet counts as another server's)."""
+        redacts = event.redacts
+        if event.type != "m.room.redaction" or not isinstance(redacts, str):
+            return True
+        target = self.events.get_event(redacts)
+        if target is not None and target.event.sender.partition(":")[2] == event.sender.partition(":")[2]:
+            return True
+        keys = [("m.room.power_levels", ""), CREATE_KEY]
+        loaded = self.events.get_events([state_before[k] for k in keys if k in state_before])
+        levels, create = (loaded[state_before[k]].effective_event if k in state_before and state_before[k] in loaded
+                          else None for k in keys)
+        if create is None:
+            create = self._create_event_for(event, {})
+        try:
+            return get_user_power_level(event.sender, levels, create) >= get_named_level("redact", levels)
+        except InvalidPowerLevelError:
+            return False
 
     def check_against_state(self, event, state: dict) -> str | None:
         keys = auth_types_for_event(event.room_version, event.type, event.state_key, event.sender, event.content)

@@ -54,6 +54,9 @@ class PersistPlan:
     # False for an invite or knock to a room this server is not in: the event is the user's
     # membership, but not a place in the room's graph to build on.
     forward_extremity: bool = True
+    # A received redaction takes effect only if its sender may redact the target (checked by
+    # the caller); local ones are checked before they are made.
+    redaction_applies: bool = True
 
 
 _EVENT_COLUMNS = "e.event_id, e.stream_ordering, e.topological_ordering, e.replaces_state, e.json, r.room_version"
@@ -117,7 +120,7 @@ class EventStore:
                                              membership if isinstance(membership, str) else None)
         if event.is_state() and event.type == "m.room.member" and isinstance(membership, str):
             self._insert_membership_txn(cur, event, room_id, plan.stream_ordering)
-        if event.type == "m.room.redaction" and event.redacts:
+        if event.type == "m.room.redaction" and event.redacts and plan.redaction_applies:
             cur.execute("INSERT INTO redactions (event_id, redacts) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                         (event.event_id, event.redacts))
         if plan.relation:

@@ -15,6 +15,10 @@ class FederationEventStore:
         reader takes it for something new (migration 020)."""
         return -self.db.execute("negative_stream_id", "SELECT nextval('negative_stream_ids')")[0][0]
 
+    def next_negative_stream_orderings(self, count: int) -> list[int]:
+        return [-row[0] for row in self.db.execute(
+            "negative_stream_ids", "SELECT nextval('negative_stream_ids') FROM generate_series(1, %s)", (count,))]
+
     def get_known(self, event_ids) -> dict[str, str]:
         """event ID -> 'timeline', 'outlier' or 'rejected', for those we hold."""
         ids = list(dict.fromkeys(event_ids))

@@ -34,6 +34,7 @@ class FakePeer:
         self.events: dict[str, dict] = {}  # what /event and /get_missing_events serve
         self.missing_answer: list[dict] = []
         self.state_ids_answers: dict[str, dict] = {}  # event ID -> what /state_ids answers for it
+        self.garbage = False  # answer every federation request with 200 and a body that is not JSON
         self.requests: list[str] = []
         self.transactions: list[dict] = []
         peer = self
@@ -42,6 +43,8 @@ class FakePeer:
             def do_GET(self):
                 peer.requests.append(f"GET {self.path}")
                 path = urlsplit(self.path).path
+                if peer.garbage and path.startswith("/_matrix/federation/"):
+                    return self._garbage()
                 if path == "/_matrix/key/v2/server":
                     return self._answer(200, peer.key_response())
                 state_for = re.fullmatch(r"/_matrix/federation/v1/state_ids/.+", path) and parse_qs(
@@ -57,6 +60,8 @@ class FakePeer:
             def do_POST(self):
                 peer.requests.append(f"POST {self.path}")
                 self._body()
+                if peer.garbage:
+                    return self._garbage()
                 if "/get_missing_events/" in self.path:
                     return self._answer(200, {"events": peer.missing_answer})
                 self._answer(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
@@ -72,6 +77,14 @@ class FakePeer:
             def _body(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length)) if length else None
+
+            def _garbage(self):
+                raw = b"<html>surely not JSON"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
 
             def _answer(self, status, body):
                 raw = json.dumps(body).encode()

@@ -170,6 +170,43 @@ def test_a_gap_get_missing_events_cannot_fill_is_bridged_with_the_state_at_the_m
     assert "after the gap" in bodies and "never sent to us" not in bodies
 
 
+def test_garbage_answers_to_our_questions_leave_nothing_stored(ours, peer, room):
+    local, room_id, version, _, _ = room
+    unseen = _valid_message(peer, room, "asked about")
+    unseen_id = peer.event_id(version, unseen)
+    after = peer.message(version, room_id, unseen["sender"], [unseen_id], unseen["auth_events"],
+                         unseen["depth"] + 1, "built on something we cannot get")
+    after_id = peer.event_id(version, after)
+    peer.garbage = True
+    try:
+        answer = ok(peer.send(ours, uuid.uuid4().hex, [after]))
+    finally:
+        peer.garbage = False
+    assert "error" in answer["pdus"][after_id]
+    assert _seen(local, room_id, after_id) == 404 and _seen(local, room_id, unseen_id) == 404
+    # The peer is not held against it: its next good PDU goes through.
+    good = _valid_message(peer, room, "sane again")
+    assert ok(peer.send(ours, uuid.uuid4().hex, [good]))["pdus"] == {peer.event_id(version, good): {}}
+
+
+def test_a_redaction_applies_to_the_senders_server_own_events_only_without_the_power(ours, peer, room):
+    local, room_id, version, _, _ = room
+    assert version in ("11", "12")  # `redacts` in content
+    ours_id = ok(local.put(f"/rooms/{q(room_id)}/send/m.room.message/{uuid.uuid4().hex}",
+                           {"msgtype": "m.text", "body": "mine"}))["event_id"]
+    theirs = _valid_message(peer, room, "theirs")
+    ok(peer.send(ours, uuid.uuid4().hex, [theirs]))
+    theirs_id = peer.event_id(version, theirs)
+    for target in (ours_id, theirs_id):
+        redaction = _valid_message(peer, room, "", type="m.room.redaction", content={"redacts": target})
+        redaction_id = peer.event_id(version, redaction)
+        # Power 0 may send a redaction (events_default), so it is accepted either way.
+        assert ok(peer.send(ours, uuid.uuid4().hex, [redaction]))["pdus"] == {redaction_id: {}}
+    assert ok(local.get(f"/rooms/{q(room_id)}/event/{q(ours_id)}"))["content"] == {"msgtype": "m.text",
+                                                                                  "body": "mine"}
+    assert ok(local.get(f"/rooms/{q(room_id)}/event/{q(theirs_id)}"))["content"] == {}
+
+
 def test_an_invite_in_an_unknown_room_version_is_refused(ours, peer):
     local = register(ours, "i")
     room_id = "!somewhere:" + peer.name
@@ -188,3 +225,12 @@ def test_a_join_for_a_user_of_another_server_is_refused(ours, peer):
     resp = peer.request(ours, "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q('@x:elsewhere.test')}",
                         params={"ver": "12"})
     assert_error(resp, 403, "M_FORBIDDEN")
+
+
+def test_make_join_from_a_server_without_the_rooms_version_is_incompatible(ours, peer):
+    local = register(ours, "v")
+    room_id = create_room(local, preset="public_chat", room_version="12")
+    resp = peer.request(ours, "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(peer.user('old'))}",
+                        params={"ver": ["1", "2"]})
+    body = assert_error(resp, 400, "M_INCOMPATIBLE_ROOM_VERSION")
+    assert body["room_version"] == "12"

@@ -123,12 +123,14 @@ def require_haproxy() -> None:
 
 
 @contextlib.contextmanager
-def running_haproxy(cluster: Cluster):
+def running_haproxy(cluster: Cluster, *options: str):
     """HAProxy on a free loopback port with the config `synctl haproxy-config -a DIR` prints for
-    the cluster, serving once this yields its base URL; stopped by its pid on exit."""
+    the cluster (given `options` too, such as --federation-bind), serving once this yields its
+    base URL; stopped by its pid on exit."""
     require_haproxy()
     port = free_port()
-    generated = cluster.synctl.run("haproxy-config", "-a", cluster.dir, "--bind", f"127.0.0.1:{port}", cluster.main)
+    generated = cluster.synctl.run("haproxy-config", "-a", cluster.dir, "--bind", f"127.0.0.1:{port}", *options,
+                                   cluster.main)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     cfg = os.path.join(cluster.synctl.dir, "haproxy.cfg")
     with open(cfg, "w") as f:
