@@ -42,6 +42,9 @@ def worker_actions(hs) -> dict:
     def federation_invite(body):
         return hs.federation_membership.on_invite(body["origin"], body["room_id"], body["event_id"], body["body"])
 
+    def federation_backfill(body):
+        return hs.backfiller.backfill(body["room_id"], int(body["limit"]))
+
     def federation_wake(body):
         if hs.federation_sender is not None:
             hs.federation_sender.wake_destination(body["origin"])
@@ -49,7 +52,8 @@ def worker_actions(hs) -> dict:
 
     return {"create_filter": create_filter, "presence_from_sync": presence_from_sync, "remove_pusher": remove_pusher,
             "federation_transaction": federation_transaction, "federation_send_membership": federation_send_membership,
-            "federation_invite": federation_invite, "federation_wake": federation_wake}
+            "federation_invite": federation_invite, "federation_wake": federation_wake,
+            "federation_backfill": federation_backfill}
 
 
 def start_replication(hs, app) -> ReplicationServer | None:

@@ -110,6 +110,13 @@ def forward_federation_writes(hs, master) -> None:
                                        "event_id": event_id, "pdu": pdu})
     hs.federation_membership.on_invite = lambda origin, room_id, event_id, body: master.call(
         "federation_invite", {"origin": origin, "room_id": room_id, "event_id": event_id, "body": body})
+    # /messages on a client_reader paging back past what we hold: the master fetches the history
+    # (asked only when the room's timeline does point back at events we lack).
+    def backfill(room_id: str, limit: int) -> bool:
+        if not hs.federation_event_store.get_backward_extremities(room_id):
+            return False
+        return bool(master.call("federation_backfill", {"room_id": room_id, "limit": limit}))
+    hs.room_reads.backfill = backfill
     last_woken: dict[str, float] = {}
 
     def wake_destination(origin: str) -> None:

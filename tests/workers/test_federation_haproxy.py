@@ -32,7 +32,9 @@ from tests.workers.synctl_cluster import require_haproxy
 # The federation suite's fixtures: the session's test CA, and a Synapse for the module.
 test_ca, synapse = federation_conftest.test_ca, federation_conftest.synapse
 READERS = ("federation1", "federation2")
-WORKERS = {**{name: "apps.federation_reader" for name in READERS}, "synchrotron1": "apps.synchrotron"}
+# A client_reader serves /messages: paging back into history we lack asks the master to backfill.
+WORKERS = {**{name: "apps.federation_reader" for name in READERS}, "synchrotron1": "apps.synchrotron",
+           "client_reader1": "apps.client_reader"}
 SEND = "/_matrix/federation/v1/send/{txn_id}"
 # The one federation route the master answers: HAProxy's health check of its federation listener.
 HEALTH_CHECK = "/_matrix/federation/v1/version"
@@ -109,6 +111,9 @@ def test_our_user_joins_a_room_on_synapse_by_alias_and_backfills_it(deployment, 
     bodies = [e["content"].get("body") for e in reversed(paginate_back(guest, room_id))
               if e["type"] == "m.room.message"]
     assert bodies == history
+    # Paged through the client_reader, which had the master fetch the history.
+    routes = requests_served(deployment[0], "client_reader1")
+    assert any(route.endswith("/rooms/{room_id}/messages") and n > 0 for route, n in routes.items()), routes
 
     text = f"reply from ours {uuid.uuid4().hex}"
     send_text(guest, room_id, text)
