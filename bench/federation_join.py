@@ -79,11 +79,7 @@ def inbound_rate(peer, server, local: Client, count: int) -> float:
     room_id = ok(local.post("/createRoom", {"preset": "public_chat"}))["room_id"]
     version, join, _ = peer.join(server, room_id, "pusher")
     user = join["sender"]
-    wanted = {("m.room.power_levels", ""), ("m.room.member", user)}
-    if version != "12":
-        wanted.add(("m.room.create", ""))
-    state = ok(local.get(f"/rooms/{q(room_id)}/state"))
-    auth = [e["event_id"] for e in state if (e["type"], e.get("state_key")) in wanted]
+    auth = peer.auth_for_message(local, room_id, version, user)
     prev, pdus = peer.event_id(version, join), []
     for i in range(count):
         pdu = peer.message(version, room_id, user, [prev], auth, join["depth"] + 1 + i, f"inbound {i}")

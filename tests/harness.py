@@ -180,6 +180,18 @@ def q(value: str) -> str:
     return quote(value, safe="")
 
 
+def wait_for(check, what: str, timeout: float = 20.0, sleep=time.sleep, interval: float = 0.05):
+    """The first truthy `check()`, polled every `interval` (with `sleep`: gevent.sleep where the
+    homeserver runs in the test's own hub); fails naming `what` when `timeout` runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def assert_error(resp, status: int, errcode: str) -> dict:
     """The response is the spec's error: this status and this errcode. Returns the body."""
     assert resp.status_code == status, resp.text

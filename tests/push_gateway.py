@@ -21,9 +21,10 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
+
+from tests.json_http import QuietHandler, start_server
 
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 # The spec's bundled OpenAPI document (every $ref inlined), as tests/api/test_response_schemas.py reads it.
@@ -47,7 +48,6 @@ class PushGateway:
         self._failures = []  # statuses for the next requests
         self._lock = threading.Lock()
         self._server = None
-        self._thread = None
 
     @property
     def url(self) -> str:
@@ -56,32 +56,18 @@ class PushGateway:
     def start(self) -> "PushGateway":
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                status, answer = gateway._answer(self.path, raw)
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer_json(*gateway._answer(self.path, self.rfile.read(length)))
 
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = start_server(Handler, host=self.host)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-            self._thread.join(timeout=5)
 
     def fail_next(self, n: int, status: int = 500) -> None:
         with self._lock:

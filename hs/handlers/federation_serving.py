@@ -240,37 +240,32 @@ class FederationServing:
 
     # --- asking other servers -----------------------------------------------------------------
 
-    def lookup_remote_alias(self, alias: str) -> tuple[str, list]:
-        """(room_id, servers) from the alias's server; every failure to get them is a 404 (the
-        spec gives alias lookups and joins no 5xx), naming the reason."""
-        server = server_name_of(alias)
+    def _query(self, server: str, query_type: str, args: dict, not_found: str) -> dict:
+        """A /query of another server. Every failure is a 404 naming the reason: the spec gives
+        the client endpoints asking these (alias lookups, joins, profiles) no 5xx, and the
+        client's request was fine (Synapse answers 502)."""
         try:
-            body = self.client.get_json(server, "/_matrix/federation/v1/query/directory", {"room_alias": alias})
+            body = self.client.get_json(server, f"/_matrix/federation/v1/query/{query_type}", args)
         except FederationHttpError as e:
             if e.status == 404:
-                raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found") from None
-            raise MatrixError(404, Codes.NOT_FOUND, f"{server} could not resolve the alias") from None
-        except FederationRequestError as e:
-            raise MatrixError(404, Codes.NOT_FOUND, f"Could not reach {server}: {e}") from None
-        room_id = body.get("room_id") if isinstance(body, dict) else None
-        servers = body.get("servers") if isinstance(body, dict) else None
-        if not isinstance(room_id, str) or not isinstance(servers, list):
-            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the alias query badly")
-        # The alias's server first: it just answered, so it is up and in the room.
-        return room_id, list(dict.fromkeys([server, *(s for s in servers if isinstance(s, str))]))
-
-    def remote_profile(self, user_id: str) -> dict:
-        server = server_name_of(user_id)
-        try:
-            body = self.client.get_json(server, "/_matrix/federation/v1/query/profile", {"user_id": user_id})
-        except FederationHttpError as e:
-            # Unlike Synapse (502), a server that cannot answer is a 404 too: the spec gives this
-            # endpoint no 5xx, and the client's request was fine.
-            if e.status == 404:
-                raise MatrixError(404, Codes.NOT_FOUND, "Profile was not found") from None
+                raise MatrixError(404, Codes.NOT_FOUND, not_found) from None
             raise MatrixError(404, Codes.NOT_FOUND, f"{server} could not answer ({e.status})") from None
         except FederationRequestError as e:
             raise MatrixError(404, Codes.NOT_FOUND, f"Could not reach {server}: {e}") from None
         if not isinstance(body, dict):
-            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the profile query badly")
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the {query_type} query badly")
+        return body
+
+    def lookup_remote_alias(self, alias: str) -> tuple[str, list]:
+        """(room_id, servers), from the alias's server."""
+        server = server_name_of(alias)
+        body = self._query(server, "directory", {"room_alias": alias}, "Room alias not found")
+        room_id, servers = body.get("room_id"), body.get("servers")
+        if not isinstance(room_id, str) or not isinstance(servers, list):
+            raise MatrixError(404, Codes.NOT_FOUND, f"{server} answered the directory query badly")
+        # The alias's server first: it just answered, so it is up and in the room.
+        return room_id, list(dict.fromkeys([server, *(s for s in servers if isinstance(s, str))]))
+
+    def remote_profile(self, user_id: str) -> dict:
+        body = self._query(server_name_of(user_id), "profile", {"user_id": user_id}, "Profile was not found")
         return {k: v for k, v in body.items() if k in ("displayname", "avatar_url") and isinstance(v, str)}

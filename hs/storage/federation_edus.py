@@ -1,11 +1,8 @@
 """Inbound EDUs' own writes (hs/handlers/federation_edus.py, the master): to-device messages from
 other servers, delivered once per (origin, message_id)."""
 
-import json
-
-import psycopg2.errors
-
 from hs.storage.database import Database
+from hs.storage.to_device import ToDeviceStore
 
 # A sender retries a transaction within hours; message IDs older than this are forgotten.
 MESSAGE_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
@@ -26,19 +23,6 @@ class FederationEduStore:
                         " ON CONFLICT DO NOTHING", (origin, message_id, now_ms))
             if cur.rowcount == 0:
                 return False
-            if rows:
-                cur.execute("INSERT INTO device_inbox (stream_id, user_id, device_id, message)"
-                            " SELECT r.stream_id, r.user_id, r.device_id, r.message::jsonb"
-                            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
-                            "  AS r(stream_id, user_id, device_id, message)"
-                            " JOIN devices d ON d.user_id = r.user_id AND d.device_id = r.device_id",
-                            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                             [json.dumps(r[3], ensure_ascii=False, allow_nan=False) for r in rows]))
-                cur.execute("UPDATE to_device_stream_position SET stream_id = GREATEST(stream_id, %s)",
-                            (max(r[0] for r in rows),))
+            ToDeviceStore.insert_inbox_txn(cur, rows)
             return True
-        try:
-            return self.db.run_txn("add_remote_to_device", txn)
-        except psycopg2.errors.ForeignKeyViolation:
-            # A target device was deleted between the join and the key check: once more.
-            return self.db.run_txn("add_remote_to_device", txn)
+        return ToDeviceStore.run_inbox_txn(self.db, "add_remote_to_device", txn)

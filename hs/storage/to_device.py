@@ -36,22 +36,33 @@ class ToDeviceStore:
                         " ON CONFLICT DO NOTHING", (txn_id, now_ms, sender, sender_device))
             if cur.rowcount == 0:
                 return False
-            cur.execute("INSERT INTO device_inbox (stream_id, user_id, device_id, message)"
-                        " SELECT r.stream_id, r.user_id, r.device_id, r.message::jsonb"
-                        " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
-                        "  AS r(stream_id, user_id, device_id, message)"
-                        " JOIN devices d ON d.user_id = r.user_id AND d.device_id = r.device_id",
-                        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                         [json.dumps(r[3], ensure_ascii=False, allow_nan=False) for r in rows]))
-            cur.execute("UPDATE to_device_stream_position SET stream_id = GREATEST(stream_id, %s)",
-                        (max(r[0] for r in rows),))
+            self.insert_inbox_txn(cur, rows)
             return True
+        return self.run_inbox_txn(self.db, "add_to_device_messages", txn)
+
+    @staticmethod
+    def insert_inbox_txn(cur, rows: list[tuple[int, str, str, dict]]) -> None:
+        """(stream_id, user_id, device_id, message) rows into the inboxes of the devices that exist."""
+        if not rows:
+            return
+        cur.execute("INSERT INTO device_inbox (stream_id, user_id, device_id, message)"
+                    " SELECT r.stream_id, r.user_id, r.device_id, r.message::jsonb"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
+                    "  AS r(stream_id, user_id, device_id, message)"
+                    " JOIN devices d ON d.user_id = r.user_id AND d.device_id = r.device_id",
+                    ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                     [json.dumps(r[3], ensure_ascii=False, allow_nan=False) for r in rows]))
+        cur.execute("UPDATE to_device_stream_position SET stream_id = GREATEST(stream_id, %s)",
+                    (max(r[0] for r in rows),))
+
+    @staticmethod
+    def run_inbox_txn(db, desc: str, txn):
         try:
-            return self.db.run_txn("add_to_device_messages", txn)
+            return db.run_txn(desc, txn)
         except psycopg2.errors.ForeignKeyViolation:
             # A target device was deleted between the join and the insert's key check: once
             # more, and the join no longer finds it.
-            return self.db.run_txn("add_to_device_messages", txn)
+            return db.run_txn(desc, txn)
 
     # --- reading (any process that serves /sync) --------------------------------------------------
 

@@ -7,13 +7,9 @@ The homeserver is built in-process (hs.server.HomeServer with the real config lo
 so the test can make a remote member join a room without a second server.
 """
 
-import http.server
-import json
 import os
 import shutil
-import ssl
 import tempfile
-import threading
 import time
 
 import gevent
@@ -28,6 +24,8 @@ from hs.server import HomeServer
 from hs.storage.database import Database
 from tests.federation_fixture import TestCA
 from tests.harness import free_port
+from tests.harness import wait_for as harness_wait_for
+from tests.json_http import QuietHandler, start_server
 
 OURS = "ours.test"
 MIN_RETRY_MS = 300
@@ -49,39 +47,23 @@ class Peer:
         self.bad_signatures = 0
         peer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 try:
                     auth = parse_authorization_header(self.headers.get("Authorization"))
                     assert auth.origin == OURS and auth.destination == peer.name
                     verify_request(auth, "PUT", self.path, peer.name, body, peer.verify_key)
                 except Exception:
                     peer.bad_signatures += 1
-                    return self._answer(401, {"errcode": "M_UNAUTHORIZED"})
+                    return self.answer_json(401, {"errcode": "M_UNAUTHORIZED"})
                 peer.attempts += 1
                 if peer.status != 200:
-                    return self._answer(peer.status, {"errcode": "M_UNKNOWN"})
+                    return self.answer_json(peer.status, {"errcode": "M_UNKNOWN"})
                 peer.transactions.append((self.path.rsplit("/", 1)[1], body))
-                self._answer(200, {"pdus": {}})
+                self.answer_json(200, {"pdus": {}})
 
-            def _answer(self, status, body):
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = start_server(Handler, self.port, tls=(cert, key))
 
     def pdus(self) -> list[dict]:
         return [pdu for _, body in self.transactions for pdu in body["pdus"]]
@@ -96,13 +78,8 @@ class Peer:
 
 
 def wait_for(check, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    # The homeserver runs in this test's own gevent hub.
+    return harness_wait_for(check, what, timeout, sleep=gevent.sleep)
 
 
 @pytest.fixture(scope="module")

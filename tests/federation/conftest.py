@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from tests.federation.fake_peer import FakePeer
 from tests.federation_fixture import FederatingHomeserver, SynapseProcess, TestCA
 from tests.pg import create_database, drop_database, make_dsn, unique_name
 
@@ -59,3 +60,13 @@ def db_dsn_b(pg_server_dsn, template_db):
 @pytest.fixture(scope="module")
 def ours_b(db_dsn_b, test_ca):
     yield from _running(FederatingHomeserver(db_dsn_b, test_ca))
+
+
+@pytest.fixture(scope="module")
+def peer(test_ca):
+    """A remote server played by the test (tests/federation/fake_peer.py)."""
+    fake = FakePeer(test_ca)
+    try:
+        yield fake
+    finally:
+        fake.stop()

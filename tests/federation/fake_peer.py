@@ -3,13 +3,9 @@ gives it over TLS (a certificate from the test CA), and signs whatever the test 
 valid or not. What our server does with bad input is the point, so nothing here checks it."""
 
 import copy
-import http.server
-import json
 import re
 import shutil
-import ssl
 import tempfile
-import threading
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
@@ -21,6 +17,7 @@ from hs.events.room_versions import get_room_version
 from hs.events.signing import generate_signing_key, sign_json
 from hs.federation.request_auth import build_authorization_header
 from tests.harness import free_port
+from tests.json_http import QuietHandler, start_server
 
 
 class FakePeer:
@@ -39,70 +36,45 @@ class FakePeer:
         self.transactions: list[dict] = []
         peer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 peer.requests.append(f"GET {self.path}")
                 path = urlsplit(self.path).path
                 if peer.garbage and path.startswith("/_matrix/federation/"):
                     return self._garbage()
                 if path == "/_matrix/key/v2/server":
-                    return self._answer(200, peer.key_response())
+                    return self.answer_json(200, peer.key_response())
                 state_for = re.fullmatch(r"/_matrix/federation/v1/state_ids/.+", path) and parse_qs(
                     urlsplit(self.path).query).get("event_id", [""])[0]
                 if state_for in peer.state_ids_answers:
-                    return self._answer(200, peer.state_ids_answers[state_for])
+                    return self.answer_json(200, peer.state_ids_answers[state_for])
                 found = re.fullmatch(r"/_matrix/federation/v1/event/(.+)", path)
                 if found and found.group(1).replace("%24", "$") in peer.events:
-                    return self._answer(200, {"origin": peer.name, "origin_server_ts": now_ms(),
+                    return self.answer_json(200, {"origin": peer.name, "origin_server_ts": now_ms(),
                                               "pdus": [peer.events[found.group(1).replace("%24", "$")]]})
-                self._answer(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
+                self.answer_json(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
 
             def do_POST(self):
                 peer.requests.append(f"POST {self.path}")
-                self._body()
+                self.read_json()
                 if peer.garbage:
                     return self._garbage()
                 if "/get_missing_events/" in self.path:
-                    return self._answer(200, {"events": peer.missing_answer})
-                self._answer(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
+                    return self.answer_json(200, {"events": peer.missing_answer})
+                self.answer_json(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
 
             def do_PUT(self):
                 peer.requests.append(f"PUT {self.path}")
-                body = self._body()
+                body = self.read_json()
                 if "/send/" in self.path:
                     peer.transactions.append(body)
-                    return self._answer(200, {"pdus": {}})
-                self._answer(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
-
-            def _body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(length)) if length else None
+                    return self.answer_json(200, {"pdus": {}})
+                self.answer_json(404, {"errcode": "M_NOT_FOUND", "error": "not here"})
 
             def _garbage(self):
-                raw = b"<html>surely not JSON"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                self.answer_raw(200, b"<html>surely not JSON")
 
-            def _answer(self, status, body):
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = start_server(Handler, self.port, tls=(cert, key))
 
     def key_response(self) -> dict:
         body = {"server_name": self.name, "valid_until_ts": now_ms() + 3_600_000,
@@ -155,6 +127,17 @@ class FakePeer:
                                            f"{quote(self.event_id(version, join), safe='')}", join)
         assert sent.status_code == 200, sent.text
         return version, join, sent.json()
+
+    @staticmethod
+    def auth_for_message(local, room_id: str, version: str, sender: str) -> list[str]:
+        """What a message of `sender` must cite (/server-server-api#auth-events-selection), read
+        from our server's current state through `local`, a member's client."""
+        wanted = {("m.room.power_levels", ""), ("m.room.member", sender)}
+        if not get_room_version(version).room_id_from_create_event:
+            wanted.add(("m.room.create", ""))
+        state = local.get(f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state")
+        assert state.status_code == 200, state.text
+        return [e["event_id"] for e in state.json() if (e["type"], e.get("state_key")) in wanted]
 
     def message(self, version: str, room_id: str, sender: str, prev: list[str], auth: list[str], depth: int,
                 body: str, **extra) -> dict:

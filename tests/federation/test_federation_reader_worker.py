@@ -84,11 +84,7 @@ def test_a_transaction_sent_to_the_worker_is_applied_by_the_master(deployment, r
     _, _, via_worker, peer = deployment
     local, room_id, version, user, join = room
     join_id = peer.event_id(version, join)
-    state = ok(local.get(f"/rooms/{q(room_id)}/state"))
-    wanted = {("m.room.power_levels", ""), ("m.room.member", user)}
-    if version != "12":
-        wanted.add(("m.room.create", ""))
-    auth = [e["event_id"] for e in state if (e["type"], e.get("state_key")) in wanted]
+    auth = peer.auth_for_message(local, room_id, version, user)
     message = peer.message(version, room_id, user, [join_id], auth, join["depth"] + 1, "sent via the worker")
     answer = ok(peer.send(via_worker, uuid.uuid4().hex, [message]))
     assert answer["pdus"] == {peer.event_id(version, message): {}}

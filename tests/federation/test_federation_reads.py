@@ -16,15 +16,6 @@ V1 = "/_matrix/federation/v1"
 
 
 @pytest.fixture(scope="module")
-def peer(test_ca):
-    fake = FakePeer(test_ca)
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture(scope="module")
 def outsider(test_ca):
     """A server in none of the rooms."""
     fake = FakePeer(test_ca)

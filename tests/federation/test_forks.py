@@ -5,11 +5,10 @@ same current state, the one Synapse's state resolution gives.
 Its own module, so the Synapse it restarts is not the one the other interop tests share.
 """
 
-import time
 import uuid
 
 from tests.federation_fixture import SyncWatcher, create_room, join, ok, register, send_text
-from tests.harness import q
+from tests.harness import q, wait_for
 
 
 def _state(client, room_id, event_type, state_key=""):
@@ -31,7 +30,7 @@ def test_ban_racing_a_power_level_change_resolves_as_synapse_resolves_it(synapse
     levels.update(ban=50, state_default=50)
     levels.setdefault("events", {})["m.room.power_levels"] = 50
     ok(host.put(f"/rooms/{q(room_id)}/state/m.room.power_levels", levels))
-    _wait(lambda: _state(witness, room_id, "m.room.power_levels") == levels, "the new power levels on ours")
+    wait_for(lambda: _state(witness, room_id, "m.room.power_levels") == levels, "the new power levels on ours")
 
     # Partition: Synapse federates with nobody while each side writes one side of the fork.
     synapse.restart(federation_domain_whitelist=[synapse.server_name])
@@ -49,17 +48,7 @@ def test_ban_racing_a_power_level_change_resolves_as_synapse_resolves_it(synapse
                  for user in (host, witness)]
         return views if views[0] == views[1] else None
 
-    synapse_view, our_view = _wait(agreed_views, "the same current state on both servers", timeout=40)
+    synapse_view, our_view = wait_for(agreed_views, "the same current state on both servers", timeout=40)
     # State resolution v2 orders the higher-powered ban first; the moderator's change then fails auth.
     assert synapse_view == (levels, "ban")
     assert our_view == synapse_view
-
-
-def _wait(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"never saw {what} within {timeout}s")
