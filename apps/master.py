@@ -107,6 +107,7 @@ def create_app(config_path: str):
         hs.status_details["federation"] = hs.federation_sender.status_summary
     start_tls_listeners(config, app)  # last: the federation port answers once every route is in
     return app
+    hs.federation_events.start_pruning()
 
 
 app = create_app(os.environ.get("HS_CONFIG", "homeserver.yaml"))

@@ -19,6 +19,8 @@ same one local sends take, so local and remote events of a room are placed one a
 
 import logging
 
+import gevent
+
 from hs.clock import now_ms
 from hs.events.auth_rules import AuthError, auth_types_for_event, check_auth_events_list, check_auth_rules
 from hs.events.hashing import check_content_hash, event_from_pdu
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 CREATE_KEY = ("m.room.create", "")
 # How many missing prev_events one /get_missing_events asks for (Synapse asks for 10).
 MISSING_EVENTS_LIMIT = 10
+RECEIVED_TRANSACTION_LIFETIME_MS = 24 * 3600 * 1000
+PRUNE_INTERVAL_S = 3600
 # Past this many missing events, the state at an event is fetched whole with /state.
 MAX_EVENTS_FETCHED_ONE_BY_ONE = 10
 
@@ -60,6 +64,18 @@ class FederationEventHandler:
         # fn(origin, room_id) -> bool: whether the room's server ACL lets `origin` in.
         self.server_allowed = lambda origin, room_id: True
         self.origin_lock = KeyedLock()
+
+    def start_pruning(self) -> None:
+        """Forgets received transaction IDs after a day, as Synapse does: a sender retries a
+        transaction within minutes, and the table would otherwise grow with every one."""
+        def run():
+            while True:
+                try:
+                    self.store.delete_received_transactions_before(now_ms() - RECEIVED_TRANSACTION_LIFETIME_MS)
+                except Exception:
+                    logger.exception("pruning received transactions failed")
+                gevent.sleep(PRUNE_INTERVAL_S)
+        gevent.spawn(run)
 
     # --- /send ---------------------------------------------------------------------------------
 
