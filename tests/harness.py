@@ -53,8 +53,8 @@ class GunicornProcess:
             try:
                 if ready():
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or too busy starting to answer within the probe's timeout
             time.sleep(0.1)
         tail = self.log_tail()
         self.stop_process()

@@ -329,7 +329,8 @@ def inbound(servers, ca, db, tmp_path_factory):
             "federation_ip_range_blacklist": [], "federation_custom_ca_list": [ca.cert_path],
             "trusted_key_servers": [], **overrides})
         client = FederationClient(config, generate_signing_key("k"))
-        hs = SimpleNamespace(config=config, federation_sender=_Sender(),
+        sender = _Sender()
+        hs = SimpleNamespace(config=config, federation_sender=sender, wake_destination=sender.wake_destination,
                              keyring=Keyring(config, ServerKeyStore(db), client, [generate_signing_key("k")]))
         app = build_app(SimpleNamespace(servers=FederationAuthenticator(hs)), config)
         app.add_route("/_matrix/federation/v1/echo/{thing}", _Echo())
