@@ -47,6 +47,7 @@ from hs.api.client import (
 )
 from hs.api.federation import keys as federation_keys
 from hs.api.federation import membership as federation_membership
+from hs.api.federation import media as federation_media
 from hs.api.federation import rooms as federation_rooms
 from hs.api.federation import send as federation_send
 from hs.api.federation import version as federation_version
@@ -81,7 +82,7 @@ RESOURCE_MODULES += (admin_pushers,)
 RESOURCE_MODULES += (federation_version, federation_keys, federation_send, federation_membership,
                      federation_rooms)
 # The media repository, unless a media_repository worker serves it instead.
-MEDIA_RESOURCE_MODULES = (media, admin_media)
+MEDIA_RESOURCE_MODULES = (media, admin_media, federation_media)
 
 
 def create_app(config_path: str):

@@ -56,11 +56,14 @@ def _master_federation_listener(main_config):
                      "federation resource, for HAProxy to send it what no federation_reader serves")
 
 
-def _federation_frontend(main_config, bind: str, pem: str | None, routed: bool) -> list[str]:
+def _federation_frontend(main_config, bind: str, pem: str | None, routed: bool, media: bool) -> list[str]:
     if not pem:
         raise ValueError("--federation-bind needs --federation-pem: the certificate and its key in one PEM file")
     out = ["", "# Other servers: TLS ends here, so requests can be routed by path and origin.",
            "frontend federation", f"    bind {_bind(bind, '--federation-bind')} ssl crt {pem}"]
+    if media:  # our media for other servers, where the media repository is
+        out += [f"    use_backend media_repository if {{ path_reg {regex} }}" for _, regex in ROUTES["media_repository"]
+                if regex.startswith("^/_matrix/federation/")]
     if routed:
         out.append(f"    use_backend federation_send if {{ path_reg {_FEDERATION_SEND} }}")
         out += [f"    use_backend federation_reader if {{ path_reg {regex} }}" for _, regex in ROUTES["federation_reader"]]
@@ -123,7 +126,8 @@ def haproxy_config(main_config, workers, bind: str = "127.0.0.1:8080", source: s
             out.append(f"    use_backend {kind} if {method_acl}{{ path_reg {regex} }}")
     out.append("    default_backend master")
     if federation_bind is not None:
-        out += _federation_frontend(main_config, federation_bind, federation_pem, "federation_reader" in by_type)
+        out += _federation_frontend(main_config, federation_bind, federation_pem, "federation_reader" in by_type,
+                                    "media_repository" in by_type)
     out += ["", "backend master", f"    server master {_address(main_config.listeners)} check"]
     if initial:
         by_type["synchrotron_initial"] = initial

@@ -409,6 +409,12 @@ class HomeServer:
                                              MediaAdminStore(db, config.server_name), self.media_files)
 
         self._build_federation_transport()
+        # Other servers' media: fetched over federation, cached beside ours, thumbnailed here.
+        from hs.handlers.remote_media import RemoteMediaHandler
+        from hs.storage.remote_media import RemoteMediaStore
+        self.remote_media = RemoteMediaHandler(config, RemoteMediaStore(db), self.media_files, self.federation_client)
+        self.remote_media.fetched_listeners.append(self.thumbnails.pregenerate)
+        self.media.remote = self.media_admin.remote_media = self.remote_media
         self._build_federation_rooms()
         self._build_federation_edus()
 

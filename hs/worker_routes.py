@@ -39,12 +39,14 @@ ROUTES: dict[str, list[tuple[tuple[str, ...] | None, str]]] = {
         (("GET", "POST"), _CLIENT + "/user/[^/]+/filter(/[^/]+)?$"),
     ],
     "federation_reader": [
-        (None, "^/_matrix/federation/"),
+        # Everything but the media, which goes where the media repository is.
+        (None, "^/_matrix/federation/(?!v1/media/)"),
         (None, "^/_matrix/key/v2/query"),
     ],
     "media_repository": [
         (None, "^/_matrix/media/"),
         (None, "^/_matrix/client/v1/media/"),
+        (None, "^/_matrix/federation/v1/media/"),
         # Synapse's media admin API goes where the media is.
         (None, "^/_synapse/admin/v1/media/"),
         (None, "^/_synapse/admin/v1/purge_media_cache$"),

@@ -92,9 +92,10 @@ class DeleteOldMediaResource(_AdminResource):
 class PurgeMediaCacheResource(_AdminResource):
     def on_post(self, req, resp):
         self._admin(req)
-        if query_int(req, "before_ts", minimum=0) is None:
+        before_ts = query_int(req, "before_ts", minimum=0)
+        if before_ts is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing integer query parameter 'before_ts'")
-        resp.media = {"deleted": 0}  # no remote media is cached until federation brings it
+        resp.media = self.handler.purge_media_cache(before_ts)
 
 
 def register(app, hs):

@@ -80,8 +80,9 @@ def _unescape_param(value: str) -> str:
 
 # Which listener resources (`resources: [{names: [...]}]`) serve a path, by prefix (the first
 # that matches). As in Synapse, `client` and `federation` listeners serve the media API too, and
-# a `media` listener serves the client API's media paths.
+# a `media` listener serves the client and federation APIs' media paths.
 _RESOURCE_PREFIXES = (("/_matrix/client/v1/media/", {"client", "media"}),
+                      ("/_matrix/federation/v1/media/", {"federation", "media"}),
                       ("/_matrix/client/", {"client"}), ("/_synapse/", {"client"}), ("/.well-known/", {"client"}),
                       ("/_matrix/federation/", {"federation"}), ("/_matrix/key/", {"federation"}),
                       ("/_matrix/media/", {"media", "client", "federation"}), ("/metrics", {"metrics"}),

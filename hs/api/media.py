@@ -39,6 +39,11 @@ def _timeout_ms(req) -> int:
     return min(query_int(req, "timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0), MAX_TIMEOUT_MS)
 
 
+def _allow_remote(req) -> bool:
+    # The legacy endpoints' switch: a server fetching from us sends false, so nothing loops.
+    return query_bool(req, "allow_remote", True)
+
+
 class UploadResource(Resource):
     """POST /_matrix/media/v3/upload"""
 
@@ -89,8 +94,8 @@ class DownloadResource(Resource):
 
     def on_get(self, req, resp, server_name, media_id, file_name=None):
         set_security_headers(resp)
-        media = self.handler.local_media_for_download(server_name, media_id, legacy=self.legacy,
-                                                      timeout_ms=_timeout_ms(req))
+        media = self.handler.media_for_download(server_name, media_id, legacy=self.legacy,
+                                                timeout_ms=_timeout_ms(req), allow_remote=_allow_remote(req))
         send_file(req, resp, self.files.content_path(media.sha256), media.media_type,
                   content_disposition(media.media_type, file_name or media.upload_name))
 
@@ -120,8 +125,8 @@ class ThumbnailResource(Resource):
         if method not in THUMBNAIL_METHODS:
             raise MatrixError(400, Codes.INVALID_PARAM, "method must be crop or scale")
         animated = query_bool(req, "animated", False)
-        media = self.handler.local_media_for_download(server_name, media_id, legacy=self.legacy,
-                                                      timeout_ms=_timeout_ms(req))
+        media = self.handler.media_for_download(server_name, media_id, legacy=self.legacy,
+                                                timeout_ms=_timeout_ms(req), allow_remote=_allow_remote(req))
         thumbnail = self.thumbnails.get_thumbnail(media, width, height, method, animated)
         name = f"thumbnail.{THUMBNAIL_EXTENSIONS.get(thumbnail.media_type, 'bin')}"
         send_file(req, resp, thumbnail.path, thumbnail.media_type,

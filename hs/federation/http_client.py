@@ -79,7 +79,7 @@ class _FilteredHTTPSConnection(HTTPSConnection):
         try:
             return self.ip_filter.connect(self._dns_host, self.port, self.timeout, self.source_address,
                                           self.socket_options)
-        except OSError as e:
+        except (OSError, UnicodeError) as e:  # UnicodeError: a name IDNA refuses (an empty label: "..")
             raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e
 
 
@@ -132,6 +132,12 @@ class FederationClient:
         """For key fetches: the peer may not have our key yet, and has no reason to ask for it."""
         return self._request("GET", destination, path, args, None, timeout_s=timeout_s, signed=False)
 
+    def get_stream(self, destination: str, path: str, args=None, *, timeout_s=None):
+        """A signed GET whose answer is not JSON (media): (status, headers with lower-cased names,
+        the urllib3 response with its body unread), whatever the status. The caller reads the
+        body (`.stream(n)`) within its own size limit and must `release_conn()` or `close()` it."""
+        return self._request("GET", destination, path, args, None, timeout_s=timeout_s, stream=True)
+
     def check_destination(self, destination: str) -> None:
         """FederationDenied if we must not send to `destination`."""
         if destination == self.server_name:
@@ -139,7 +145,8 @@ class FederationClient:
         if self.domain_whitelist is not None and destination not in self.domain_whitelist:
             raise FederationDenied(f"{destination} is not in federation_domain_whitelist")
 
-    def _request(self, method: str, destination: str, path: str, args, body, *, timeout_s=None, signed=True):
+    def _request(self, method: str, destination: str, path: str, args, body, *, timeout_s=None, signed=True,
+                 stream=False):
         self.check_destination(destination)
         uri = path + ("?" + urlencode(args, doseq=True, quote_via=quote) if args else "")
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -160,17 +167,19 @@ class FederationClient:
         errors = []
         for endpoint in endpoints:
             try:
-                status, _headers, raw = self._send(endpoint, method, uri, data, headers, timeout, MAX_RESPONSE_BYTES)
+                status, answer_headers, raw = self._send(endpoint, method, uri, data, headers, timeout,
+                                                         None if stream else MAX_RESPONSE_BYTES)
             except _NotConnected as e:  # nothing was sent: the next endpoint may do
                 errors.append(f"{endpoint.host}:{endpoint.port}: {e}")
                 continue
             except _Failed as e:
                 raise FederationUnreachable(f"{what}: {e}") from None
-            return _answer(what, status, raw)
+            return (status, answer_headers, raw) if stream else _answer(what, status, raw)
         raise FederationUnreachable(f"{what}: cannot connect: {'; '.join(errors) or 'no endpoint'}")
 
     def _send(self, endpoint: Endpoint, method: str, uri: str, data, headers: dict, timeout, limit: int):
-        """(status, headers, body) of one request to `endpoint`."""
+        """(status, headers, body) of one request to `endpoint`; with no `limit`, the body is the
+        unread response."""
         pool = self._pool(endpoint)
         for attempt in (1, 2):
             try:
@@ -188,6 +197,8 @@ class FederationClient:
                     raise _Failed(_reason(e)) from None
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 raise _Failed(_reason(e)) from None
+        if limit is None:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp
         try:
             raw = resp.read(limit + 1)
             if len(raw) > limit:

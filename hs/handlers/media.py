@@ -44,6 +44,8 @@ class MediaHandler:
         # Downloads waiting for an asynchronous upload, by media ID: an entry lives while a
         # waiter holds its event.
         self._uploaded_events = weakref.WeakValueDictionary()
+        # Other servers' media (hs/handlers/remote_media.py), set by hs/server.py.
+        self.remote = None
 
     def mxc(self, media_id: str) -> str:
         return f"mxc://{self.server_name}/{media_id}"
@@ -110,11 +112,21 @@ class MediaHandler:
             event.set()
         self._uploaded(media_id)
 
+    def media_for_download(self, server_name: str, media_id: str, *, legacy: bool, timeout_ms: int,
+                           allow_remote: bool = True):
+        """What a download or thumbnail request serves: local media (local_media_for_download), or
+        another server's, fetched and cached (404 without fetching when not ``allow_remote``)."""
+        if server_name == self.server_name or self.remote is None:
+            return self.local_media_for_download(server_name, media_id, legacy=legacy, timeout_ms=timeout_ms)
+        if not allow_remote:
+            raise MatrixError(404, Codes.NOT_FOUND, "Media not found")
+        return self.remote.get(server_name, media_id, legacy=legacy, timeout_ms=timeout_ms)
+
     def local_media_for_download(self, server_name: str, media_id: str, *, legacy: bool,
                                  timeout_ms: int | None = None) -> LocalMedia:
         """The media a download or thumbnail request may serve, its access recorded.
 
-        404 M_NOT_FOUND for a remote server (until federation), unknown, expired, quarantined
+        404 M_NOT_FOUND for another server's name, unknown, expired, quarantined
         media, and media uploaded while legacy downloads were frozen when ``legacy``. Media whose
         asynchronous upload has not arrived is 404 too when ``timeout_ms`` is None; otherwise
         this waits up to ``timeout_ms`` for it, then answers 504 M_NOT_YET_UPLOADED.

@@ -31,6 +31,8 @@ class MediaAdminHandler:
     def __init__(self, config, admin, accounts, media_store, admin_store, files):
         self.server_name = config.server_name
         self.retention_ms = config.media_retention_local_ms
+        self.remote_retention_ms = config.media_retention_remote_ms
+        self.remote_media = None  # RemoteMediaHandler, set by hs/server.py
         self.admin = admin  # require_admin
         self.accounts = accounts
         self.media_store = media_store
@@ -121,16 +123,20 @@ class MediaAdminHandler:
 
     # --- retention ---
 
+    def purge_media_cache(self, before_ts: int) -> dict:
+        """Drops cached remote media not read since ``before_ts`` (Synapse's purge_media_cache)."""
+        return {"deleted": self.remote_media.delete_unused_since(before_ts)}
+
     def start_retention(self) -> None:
-        """Deletes local media unused for `media_retention.local_media_lifetime` shortly after start
-        and then periodically. `remote_media_lifetime` has nothing to act on until federation
-        brings a remote media cache."""
-        if self.retention_ms is not None:
+        """Deletes local media unused for `media_retention.local_media_lifetime`, and cached remote
+        media unused for `remote_media_lifetime`, shortly after start and then periodically."""
+        if self.retention_ms is not None or self.remote_retention_ms is not None:
             gevent.spawn(self._retention_loop)
 
     def _retention_loop(self) -> None:
         # Hourly, or four times per lifetime when that is shorter, so nothing lives much past it.
-        interval = min(MAX_RETENTION_INTERVAL_S, max(1.0, self.retention_ms / 4000))
+        shortest = min(ms for ms in (self.retention_ms, self.remote_retention_ms) if ms is not None)
+        interval = min(MAX_RETENTION_INTERVAL_S, max(1.0, shortest / 4000))
         gevent.sleep(min(interval, 10.0))
         while True:
             try:
@@ -140,6 +146,11 @@ class MediaAdminHandler:
             gevent.sleep(interval)
 
     def apply_retention(self, now: int) -> list:
+        """Returns the local media IDs deleted (remote deletions are logged)."""
+        if self.remote_retention_ms is not None and self.remote_media is not None:
+            self.remote_media.delete_unused_since(now - self.remote_retention_ms)
+        if self.retention_ms is None:
+            return []
         ids = self.store.media_ids_to_delete(now - self.retention_ms, -1, keep_profiles=True)
         deleted = self.media_store.delete_local_media(ids, self.files)
         if deleted:

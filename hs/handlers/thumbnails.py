@@ -81,7 +81,7 @@ class ThumbnailHandler:
             logger.exception("making thumbnails of media %s failed", media.media_id)
 
     def get_thumbnail(self, media: LocalMedia, width: int, height: int, method: str, animated: bool) -> Thumbnail:
-        """The thumbnail to serve for a request on ``media`` (one local_media_for_download gave)."""
+        """The thumbnail to serve for a request on ``media`` (local or remote: one media_for_download gave)."""
         if not self.thumbnailable(media):
             raise _cannot_thumbnail()
         try:

@@ -48,6 +48,14 @@ def content_lock(cur, sha256: str) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (sha256,))
 
 
+def content_in_use(cur, sha256: str) -> bool:
+    """Whether a local media or a cached remote media (023_remote_media.sql) names the digest;
+    call it under content_lock."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM local_media WHERE sha256 = %s)"
+                " OR EXISTS (SELECT 1 FROM remote_media WHERE sha256 = %s)", (sha256, sha256))
+    return cur.fetchone()[0]
+
+
 class MediaStore:
     def __init__(self, db: Database):
         self.db = db
@@ -129,8 +137,7 @@ class MediaStore:
             cur.execute("DELETE FROM local_media WHERE media_id = ANY(%s) RETURNING media_id", (list(media_ids),))
             deleted = [media_id for (media_id,) in cur.fetchall()]
             for sha in digests:
-                cur.execute("SELECT 1 FROM local_media WHERE sha256 = %s LIMIT 1", (sha,))
-                if cur.fetchone() is None:
+                if not content_in_use(cur, sha):
                     cur.execute("DELETE FROM media_thumbnails WHERE sha256 = %s", (sha,))
                     # Idempotent, so a retried attempt may run it again.
                     files.delete_content(sha)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hs.media.filestore import MediaFileStore
 from hs.storage.database import Database
-from hs.storage.media import content_lock
+from hs.storage.media import content_in_use, content_lock
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class ThumbnailStore:
         made the same thumbnail) is kept."""
         def txn(cur):
             content_lock(cur, sha256)
-            cur.execute("SELECT 1 FROM local_media WHERE sha256 = %s LIMIT 1", (sha256,))
-            if cur.fetchone() is None:
+            if not content_in_use(cur, sha256):
                 return False
             for info, data in thumbnails:
                 cur.execute("INSERT INTO media_thumbnails (sha256, width, height, method, media_type, animated,"
