@@ -9,7 +9,9 @@ from hs.api.federation import membership as federation_membership
 from hs.api.federation import rooms as federation_rooms
 from hs.api.federation import send as federation_send
 from hs.api.federation import version as federation_version
+from hs.api.federation import user_keys as federation_user_keys
 from hs.worker import create_worker_app
 
 app = create_worker_app("federation_reader", (versions, federation_version, federation_keys, federation_send,
-                                              federation_membership, federation_rooms))
+                                              federation_membership, federation_rooms, federation_user_keys,
+                                              federation_directory))

@@ -51,6 +51,7 @@ from hs.api.federation import media as federation_media
 from hs.api.federation import rooms as federation_rooms
 from hs.api.federation import send as federation_send
 from hs.api.federation import version as federation_version
+from hs.api.federation import user_keys as federation_user_keys
 from hs.appservice.scheduler import AppServiceScheduler
 from hs.config import load_config
 from hs.federation.tls_listener import start_tls_listeners
@@ -82,6 +83,8 @@ RESOURCE_MODULES += (admin_pushers,)
 RESOURCE_MODULES += (federation_version, federation_keys, federation_send, federation_membership,
                      federation_rooms)
 # The media repository, unless a media_repository worker serves it instead.
+RESOURCE_MODULES += (federation_user_keys,)
+RESOURCE_MODULES += (federation_directory,)
 MEDIA_RESOURCE_MODULES = (media, admin_media, federation_media)
 
 

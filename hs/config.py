@@ -472,6 +472,8 @@ class HomeServerConfig:
             sect.fail("destination_retry_multiplier", "a number of at least 1", self.federation_retry_multiplier)
         self.federation_max_retry_ms = sect.duration_ms("destination_max_retry_interval", "7d")
         self.allow_profile_lookup_over_federation = top.get("allow_profile_lookup_over_federation", bool, True)
+        self.allow_device_name_lookup_over_federation = top.get("allow_device_name_lookup_over_federation", bool,
+                                                                False)
         self.allow_public_rooms_over_federation = top.get("allow_public_rooms_over_federation", bool, False)
         self.send_federation = top.get("send_federation", bool, True)
         self.tls_certificate_path = top.get("tls_certificate_path", str, None)
@@ -580,7 +582,7 @@ class HomeServerConfig:
         "federation_domain_whitelist", "federation_verify_certificates", "federation_custom_ca_list",
         "federation_ip_range_blacklist", "trusted_key_servers", "suppress_key_server_warning", "old_signing_keys",
         "federation", "tls_certificate_path", "tls_private_key_path", "allow_profile_lookup_over_federation",
-        "allow_public_rooms_over_federation", "send_federation",
+        "allow_public_rooms_over_federation", "send_federation", "allow_device_name_lookup_over_federation",
     }
 
     def _warn_unknown(self, data: dict):

@@ -416,6 +416,7 @@ class HomeServer:
         self.remote_media.fetched_listeners.append(self.thumbnails.pregenerate)
         self.media.remote = self.media_admin.remote_media = self.remote_media
         self._build_federation_rooms()
+        self._build_federation_e2e()
         self._build_federation_edus()
 
     def _build_federation_transport(self) -> None:
@@ -436,7 +437,7 @@ class HomeServer:
         from hs.storage.federation_edus import FederationEduStore
         self.federation_edus = FederationEduHandler(
             self.config.server_name, self.rooms, self.events, self.typing, self.receipts, self.presence_writer,
-            self.device_list_writer, self.cross_signing_store, self.devices, self.to_device_stream,
+            self.remote_device_lists, self.devices, self.to_device_stream,
             self.send_to_device.stream_notifier, FederationEduStore(self.db))
         self.federation_sender = None
         if not self.is_worker and self.config.send_federation:
@@ -447,6 +448,22 @@ class HomeServer:
         self.wake_destination = (self.federation_sender.wake_destination if self.federation_sender is not None
                                  else lambda origin: None)
         self.federation_membership.sender = self.federation_sender
+
+    def _build_federation_e2e(self) -> None:
+        """Keys and device lists of other servers' users (queries, claims, the cached lists the
+        master keeps in step from their EDUs), and ours served to other servers."""
+        from hs.handlers.e2e_federation import E2eFederation
+        from hs.handlers.remote_device_lists import RemoteDeviceLists
+        from hs.storage.remote_device_lists import RemoteDeviceListStore
+        store = RemoteDeviceListStore(self.db, self.config.server_name)
+        self.remote_device_lists = RemoteDeviceLists(store, self.federation_client,
+                                                     None if self.is_worker else self.device_list_writer)
+        self.e2e_federation = E2eFederation(self.config.server_name, store, self.federation_client,
+                                            self.e2e_keys_reader, self.e2e_keys, self.devices,
+                                            self.config.allow_device_name_lookup_over_federation)
+        for keys in (self.e2e_keys_reader, self.e2e_keys):
+            keys.remote = self.e2e_federation
+            keys.remote_timeout_ceiling_ms = self.config.federation_client_timeout_ms
 
     def _build_federation_rooms(self) -> None:
         """Rooms shared with other servers: receiving their events (/send, joins, invites) and

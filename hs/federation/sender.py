@@ -273,8 +273,9 @@ class FederationSender:
     def on_device_list_change(self, user_id: str, stream_id: int) -> None:
         """DeviceListWriter: the user's device list changed at `stream_id`. One update per device
         the user has now (with its keys) and one per device announced before and gone now; all
-        carry `stream_id` and, as prev_id, the previous announcement's, so a receiver that saw it
-        applies them as they are and one that did not resyncs."""
+        carry `stream_id`. The first names the previous announcement as prev_id and the others
+        `stream_id` itself (as Synapse chains them), so a receiver that saw the previous one applies
+        each as it comes and one that did not resyncs."""
         if not self._is_ours(user_id):
             return
         devices = [d.device_id for d in self.hs.devices.get_devices(user_id)]
@@ -290,10 +291,12 @@ class FederationSender:
             if device_id in keys:
                 content["keys"] = keys[device_id][0]
             self._send_edu(destinations, "m.device_list_update", content)
+            prev_id = [stream_id]
         for device_id in sorted(before - set(devices)):
             self._send_edu(destinations, "m.device_list_update",
                            {"user_id": user_id, "device_id": device_id, "stream_id": stream_id,
                             "prev_id": prev_id, "deleted": True})
+            prev_id = [stream_id]
 
     def on_signing_keys_changed(self, user_id: str) -> None:
         """CrossSigningHandler: the user's cross-signing keys (or signatures) changed; the

@@ -2,9 +2,9 @@
 POST /keys/upload, /keys/query, /keys/claim, and /sync's key counts.
 
 `E2eKeysReader` (any process) answers queries and /sync's counts; `E2eKeysHandler` (the master)
-stores uploads and hands out claimed keys. Other users' servers are not reachable until
-federation exists: their users are reported in `failures`, as Synapse reports an unreachable
-server."""
+stores uploads and hands out claimed keys. Users of other servers are asked about through
+`remote` (hs/handlers/e2e_federation.py, set by hs/server.py); servers that fail are reported
+in `failures`, as Synapse does."""
 
 import logging
 from collections.abc import Callable
@@ -25,7 +25,8 @@ MAX_ONE_TIME_KEYS_PER_UPLOAD = 200
 MAX_ONE_TIME_KEYS_PER_DEVICE = 1000
 MAX_KEY_JSON_BYTES = 16 * 1024
 MAX_KEY_ID_LENGTH = 255
-FEDERATION_UNAVAILABLE = {"status": 503, "message": "Federation is not available on this server"}
+# How long a query or claim waits for other servers without the request's `timeout` (Synapse's).
+DEFAULT_REMOTE_TIMEOUT_MS = 10_000
 
 
 def _bad(message: str, errcode: str = Codes.BAD_JSON) -> MatrixError:
@@ -119,6 +120,22 @@ def _user_server(user_id) -> str:
     return user_id_parts(user_id)[1]
 
 
+def _timeout_s(body: dict, ceiling_ms: int) -> float:
+    timeout = body.get("timeout", DEFAULT_REMOTE_TIMEOUT_MS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+        raise _bad("timeout must be a non-negative integer")
+    return max(min(timeout, ceiling_ms), 1) / 1000
+
+
+def _merge_remote(response: dict, remote: dict) -> None:
+    """Adds the sections answered for other servers' users to a /keys/query response."""
+    response["device_keys"].update(remote["device_keys"])
+    response["failures"].update(remote["failures"])
+    for section in ("master_keys", "self_signing_keys"):
+        if remote.get(section):
+            response.setdefault(section, {}).update(remote[section])
+
+
 class E2eKeysReader:
     def __init__(self, server_name: str, store):
         self.server_name = server_name
@@ -126,33 +143,46 @@ class E2eKeysReader:
         # Callables (requester_user_id, {local user_id: [device_id] or None}, response) that add
         # their own sections to a /keys/query response (cross-signing keys).
         self.query_extenders: list[Callable[[str, dict, dict], None]] = []
+        self.remote = None  # E2eFederation: other servers' users
+        self.remote_timeout_ceiling_ms = DEFAULT_REMOTE_TIMEOUT_MS
 
     def query(self, requester, body: dict) -> dict:
         wanted = body.get("device_keys")
         if not isinstance(wanted, dict):
             raise _bad("device_keys must be an object") if wanted is not None else \
                 MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: device_keys")
-        device_keys: dict[str, dict] = {}
-        failures: dict[str, dict] = {}
+        timeout_s = _timeout_s(body, self.remote_timeout_ceiling_ms)
         local: dict[str, list[str] | None] = {}
+        remote: dict[str, list[str]] = {}
         for user_id, device_ids in wanted.items():
             if not isinstance(device_ids, list) or not all(isinstance(d, str) for d in device_ids):
                 raise _bad(f"device_keys.{user_id} must be an array of device IDs")
             _check_no_nul(device_ids, f"device_keys.{user_id}")
-            server_name = _user_server(user_id)
-            if server_name != self.server_name:
-                failures[server_name] = dict(FEDERATION_UNAVAILABLE)
+            if _user_server(user_id) != self.server_name:
+                remote[user_id] = device_ids
                 continue
             local[user_id] = device_ids or None  # [] asks for every device
+        response = self.query_local(requester.user_id, local)
+        if remote:
+            _merge_remote(response, self.remote.query_devices(remote, timeout_s))
+        return response
+
+    def query_local(self, requester_id: str | None, local: dict[str, list[str] | None],
+                    include_display_names: bool = True) -> dict:
+        """The response for local users ({user_id: device IDs or None for all}); a requester of
+        None (another server) sees no one's user-signing key."""
+        device_keys: dict[str, dict] = {}
         for user_id, device_ids in local.items():
             found = device_keys[user_id] = {}
             for device_id, (keys, display_name) in self.store.get_device_keys(user_id, device_ids).items():
                 # As Synapse: the display name only when there is one.
+                if not include_display_names:
+                    display_name = None
                 keys["unsigned"] = {} if display_name is None else {"device_display_name": display_name}
                 found[device_id] = keys
-        response = {"device_keys": device_keys, "failures": failures}
+        response = {"device_keys": device_keys, "failures": {}}
         for extend in self.query_extenders:
-            extend(requester.user_id, local, response)
+            extend(requester_id, local, response)
         return response
 
     def sync_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
@@ -166,6 +196,8 @@ class E2eKeysHandler:
         self.store = store
         # Callables taking a user_id, called after an upload changed that user's device keys.
         self.device_keys_changed_listeners: list[Callable[[str], None]] = []
+        self.remote = None  # E2eFederation: other servers' users
+        self.remote_timeout_ceiling_ms = DEFAULT_REMOTE_TIMEOUT_MS
 
     def upload(self, requester, body: dict) -> dict:
         user_id, device_id = requester.user_id, requester.device_id
@@ -211,19 +243,30 @@ class E2eKeysHandler:
         if not isinstance(wanted_by_user, dict):
             raise _bad("one_time_keys must be an object") if wanted_by_user is not None else \
                 MatrixError(400, Codes.MISSING_PARAM, "Missing parameter: one_time_keys")
-        failures: dict[str, dict] = {}
+        timeout_s = _timeout_s(body, self.remote_timeout_ceiling_ms)
         wanted: list[tuple[str, str, str]] = []
+        remote: dict[str, dict[str, dict]] = {}
         for user_id, by_device in wanted_by_user.items():
             if not isinstance(by_device, dict) or not all(isinstance(a, str) for a in by_device.values()):
                 raise _bad(f"one_time_keys.{user_id} must map device IDs to algorithms")
+            _check_no_nul(by_device, f"one_time_keys.{user_id}")
             server_name = _user_server(user_id)
             if server_name != self.server_name:
-                failures[server_name] = dict(FEDERATION_UNAVAILABLE)
+                remote.setdefault(server_name, {})[user_id] = by_device
                 continue
-            _check_no_nul(by_device, f"one_time_keys.{user_id}")
             wanted.extend((user_id, device_id, algorithm) for device_id, algorithm in by_device.items())
+        one_time_keys = self.claim_local(wanted)
+        failures: dict[str, dict] = {}
+        if remote:
+            remote_keys, failures = self.remote.claim(remote, timeout_s)
+            one_time_keys.update(remote_keys)
+        return {"one_time_keys": one_time_keys, "failures": failures}
+
+    def claim_local(self, wanted: list[tuple[str, str, str]]) -> dict[str, dict]:
+        """{user_id: {device_id: {"<algorithm>:<key_id>": key}}} for (user_id, device_id, algorithm)
+        of local users: a one-time key each, else the fallback key."""
         one_time_keys: dict[str, dict] = {}
         if wanted:
             for (user_id, device_id), (algorithm, key_id, key) in self.store.claim(wanted).items():
                 one_time_keys.setdefault(user_id, {})[device_id] = {f"{algorithm}:{key_id}": key}
-        return {"one_time_keys": one_time_keys, "failures": failures}
+        return one_time_keys

@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 WILDCARD = "*"
 FEDERATED_RECEIPT_TYPES = ("m.read",)
-# Device list updates seen, by (user_id, stream_id): the updates of one change (one per device)
-# mark the user's list as changed once. Bounded: an old pair seen again costs one more mark.
-MAX_SEEN_DEVICE_UPDATES = 10_000
 
 
 class _Skip(Exception):
@@ -46,21 +43,19 @@ def _dict(value, what: str) -> dict:
 
 
 class FederationEduHandler:
-    def __init__(self, server_name: str, rooms, events, typing, receipts, presence_writer, device_list_writer,
-                 cross_signing_store, devices, to_device_stream, to_device_notifier, edu_store):
+    def __init__(self, server_name: str, rooms, events, typing, receipts, presence_writer, remote_device_lists,
+                 devices, to_device_stream, to_device_notifier, edu_store):
         self.server_name = server_name
         self.rooms = rooms
         self.events = events
         self.typing = typing
         self.receipts = receipts
         self.presence_writer = presence_writer
-        self.device_list_writer = device_list_writer
-        self.cross_signing_store = cross_signing_store
+        self.remote_device_lists = remote_device_lists
         self.devices = devices
         self.to_device_stream = to_device_stream
         self.to_device_notifier = to_device_notifier
         self.edu_store = edu_store
-        self._seen_device_updates: dict[tuple[str, str], None] = {}
         self._handlers = {
             "m.typing": self._on_typing,
             "m.receipt": self._on_receipt,
@@ -170,27 +165,27 @@ class FederationEduHandler:
             entry.get("currently_active") is True))
 
     def _on_device_list_update(self, origin: str, content: dict) -> None:
-        """Marks the user's device list as changed, so local clients refetch their keys (which a
-        key query fetches from their server). Keeping a copy of remote device lists, kept in step
-        by prev_id, is issue 11's."""
+        """Applied to our copy of the user's device list, or a resync of it when an update was
+        missed (hs/handlers/remote_device_lists.py); local clients are told to refetch keys."""
         user_id = self._check_user(origin, content.get("user_id"))
-        if not isinstance(content.get("device_id"), str):
+        device_id = content.get("device_id")
+        if not isinstance(device_id, str):
             raise _Skip("device_id is not a string")
         stream_id = content.get("stream_id")
         if isinstance(stream_id, bool) or not isinstance(stream_id, (int, str)):
             raise _Skip("stream_id is not an integer")
-        key = (user_id, str(stream_id))
-        if key in self._seen_device_updates:
-            return
+        prev_ids = content.get("prev_id", [])
+        if not isinstance(prev_ids, list) or not all(isinstance(p, (int, str)) and not isinstance(p, bool)
+                                                     for p in prev_ids):
+            raise _Skip("prev_id is not a list of stream IDs")
         self._check_shares_a_room(user_id)
-        if len(self._seen_device_updates) >= MAX_SEEN_DEVICE_UPDATES:
-            self._seen_device_updates.pop(next(iter(self._seen_device_updates)))
-        self._seen_device_updates[key] = None
-        self.device_list_writer.user_devices_changed(user_id)
+        self.remote_device_lists.on_device_list_update(
+            user_id, device_id, str(stream_id), [str(p) for p in prev_ids], content.get("deleted") is True,
+            content.get("keys"), content.get("device_display_name"))
 
     def _on_signing_key_update(self, origin: str, content: dict) -> None:
-        """Stores the user's public cross-signing keys (what a key query answers for them) and
-        marks their device list as changed."""
+        """Updates the user's public cross-signing keys in our copy of their device list (what a
+        key query answers for them) and marks their device list as changed."""
         user_id = self._check_user(origin, content.get("user_id"))
         keys = {}
         for key_type, usage in (("master", "master"), ("self_signing", "self_signing")):
@@ -206,8 +201,7 @@ class FederationEduHandler:
         if not keys:
             raise _Skip("no key")
         self._check_shares_a_room(user_id)
-        self.cross_signing_store.set_keys(user_id, keys)
-        self.device_list_writer.user_devices_changed(user_id)
+        self.remote_device_lists.on_signing_key_update(user_id, keys)
 
     def _on_direct_to_device(self, origin: str, content: dict) -> None:
         sender = self._check_user(origin, content.get("sender"))

@@ -292,14 +292,18 @@ def test_inbound_presence_device_lists_and_signing_keys(hs, peer, room):
     before = hs.device_list_stream.get_current_token()
     hs.federation_edus.on_edu(peer.name, "m.device_list_update",
                               {"user_id": bob, "device_id": "BOBDEV", "stream_id": 7, "prev_id": [], "deleted": False})
-    assert hs.device_list_store.get_stream_rows(before, hs.device_list_stream.get_current_token(), None) == [
-        (before + 1, {"user_id": bob})]
+    # No prev_id: bob's list is fetched again (the peer serves none), then marked changed.
+    wait_for(lambda: hs.device_list_store.get_stream_rows(before, hs.device_list_stream.get_current_token(),
+                                                          None) == [(before + 1, {"user_id": bob})],
+             "bob's device list marked changed")
+    remote_lists = hs.remote_device_lists.store
+    remote_lists.replace(bob, "7", [], None, None, 0)  # as if the resync had worked
     master = {"user_id": bob, "usage": ["master"], "keys": {"ed25519:abc": "abc"}}
     hs.federation_edus.on_edu(peer.name, "m.signing_key_update", {"user_id": bob, "master_key": master})
-    assert hs.cross_signing_store.get_keys([bob]) == {bob: {"master": master}}
+    assert remote_lists.get_cached([bob])[bob].master_key == master
     hs.federation_edus.on_edu(peer.name, "m.signing_key_update",
                               {"user_id": bob, "master_key": dict(master, user_id="@other:x")})
-    assert hs.cross_signing_store.get_keys([bob]) == {bob: {"master": master}}
+    assert remote_lists.get_cached([bob])[bob].master_key == master
 
 
 def test_a_remote_user_whose_server_goes_quiet_is_offline_after_the_federation_timeout(hs, peer, room):
