@@ -45,13 +45,14 @@ from hs.api.client import (
     user_directory,
     versions,
 )
+from hs.api.federation import directory as federation_directory
 from hs.api.federation import keys as federation_keys
-from hs.api.federation import membership as federation_membership
 from hs.api.federation import media as federation_media
+from hs.api.federation import membership as federation_membership
 from hs.api.federation import rooms as federation_rooms
 from hs.api.federation import send as federation_send
-from hs.api.federation import version as federation_version
 from hs.api.federation import user_keys as federation_user_keys
+from hs.api.federation import version as federation_version
 from hs.appservice.scheduler import AppServiceScheduler
 from hs.config import load_config
 from hs.federation.tls_listener import start_tls_listeners
@@ -82,9 +83,9 @@ RESOURCE_MODULES += (appservice, thirdparty)
 RESOURCE_MODULES += (admin_pushers,)
 RESOURCE_MODULES += (federation_version, federation_keys, federation_send, federation_membership,
                      federation_rooms)
-# The media repository, unless a media_repository worker serves it instead.
 RESOURCE_MODULES += (federation_user_keys,)
 RESOURCE_MODULES += (federation_directory,)
+# The media repository, unless a media_repository worker serves it instead.
 MEDIA_RESOURCE_MODULES = (media, admin_media, federation_media)
 
 
@@ -106,12 +107,12 @@ def create_app(config_path: str):
     if config.start_pushers:  # else the pusher worker delivers notifications
         hs.pusher_pool.start()
         hs.status_details["pushers"] = hs.pusher_pool.status
+    hs.federation_events.start_pruning()
     if hs.federation_sender is not None:
         hs.federation_sender.start()
         hs.status_details["federation"] = hs.federation_sender.status_summary
     start_tls_listeners(config, app)  # last: the federation port answers once every route is in
     return app
-    hs.federation_events.start_pruning()
 
 
 app = create_app(os.environ.get("HS_CONFIG", "homeserver.yaml"))

@@ -489,6 +489,12 @@ class HomeServer:
         self.membership.lookup_remote_alias = self.federation_serving.lookup_remote_alias
         self.directory.lookup_remote_alias = self.federation_serving.lookup_remote_alias
         self.profile.remote_profile = self.federation_serving.remote_profile
+        from hs.handlers.federation_directory import FederationDirectory
+        self.federation_directory = FederationDirectory(self.config, self.rooms, self.room_summaries, self.directory,
+                                                        self.federation_client)
+        self.directory.remote_public_rooms = self.federation_directory.remote_public_rooms
+        self.federation_directory.lookup_remote_alias = self.federation_serving.lookup_remote_alias
+        self.room_summaries.federation = self.federation_directory
         if not self.is_worker:
             from hs.handlers.federation_backfill import Backfiller
             self.backfiller = Backfiller(self.config, self.rooms, self.event_creation, self.federation_events,

@@ -1,9 +1,8 @@
 """Room aliases, the room directory (which rooms are published, and the public room list) and
 the check that an m.room.canonical_alias event names aliases of its own room.
 
-Only this server's aliases and directory are served: another server's need federation, which
-comes later, and are answered with the spec's errors (an alias on another server is not found,
-and creating one there is an invalid parameter).
+Another server's aliases are looked up over federation and cannot be created here (an invalid
+parameter); its public room list is asked of it (hs/handlers/federation_directory.py).
 """
 
 import logging
@@ -57,6 +56,8 @@ class DirectoryHandler:
         self.appservice_api = None
         # Set by hs/server.py: alias -> (room_id, servers), asked of the alias's server.
         self.lookup_remote_alias = None
+        # Set by hs/server.py: another server's public room list (hs/handlers/federation_directory.py).
+        self.remote_public_rooms = None
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -262,11 +263,15 @@ class DirectoryHandler:
         if server is not None and server != self.server_name:
             if not is_valid_server_name(server):
                 raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid server name {server!r}")
-            raise MatrixError(404, Codes.NOT_FOUND, "The room directories of other servers need federation, "
-                                                    "which this server does not support yet")
+            if self.remote_public_rooms is None:
+                raise MatrixError(404, Codes.NOT_FOUND, f"Could not get the public room list of {server}")
         if include_all_networks and third_party_instance_id is not None:
             raise MatrixError(400, Codes.INVALID_PARAM, "include_all_networks cannot be used with "
                                                         "third_party_instance_id")
+        if server is not None and server != self.server_name:
+            return self.remote_public_rooms(server, limit=limit, since=since, search_term=search_term,
+                                            room_types=room_types, include_all_networks=include_all_networks,
+                                            third_party_instance_id=third_party_instance_id)
         # Which published list: the server's (default), a service's network, or all of them.
         network = "all" if include_all_networks else None
         if third_party_instance_id is not None:

@@ -1,8 +1,8 @@
 """Room summaries (GET /room_summary, MSC3266) and the space hierarchy (GET /rooms/{roomId}/hierarchy),
 and the summary fields the public room list shares with them.
 
-Only rooms this server has are summarised: a child room or a summary that needs another
-server (federation) is left out, and the `via` servers are not contacted yet.
+A room no user of ours is in is asked of other servers (the `via` of the m.space.child event
+naming it, or of the request), by hs/handlers/federation_directory.py.
 """
 
 import re
@@ -121,6 +121,13 @@ def summary_fields(data: RoomData) -> dict:
     return entry
 
 
+def child_state(stored) -> dict:
+    """An m.space.child event as /hierarchy shows it: stripped, with its origin_server_ts."""
+    event = stored.event
+    return {"type": event.type, "state_key": event.state_key, "content": event.content, "sender": event.sender,
+            "origin_server_ts": event.origin_server_ts}
+
+
 def event_content(stored) -> dict:
     """An event's content as its redaction, if any, left it."""
     if stored.redacted_by:
@@ -133,6 +140,8 @@ class RoomSummaryHandler:
         self.rooms = rooms
         self.events = events
         self.store = directory_store
+        # Set by hs/server.py: other servers' rooms (hs/handlers/federation_directory.py).
+        self.federation = None
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -198,28 +207,35 @@ class RoomSummaryHandler:
 
     # --- GET /room_summary ---------------------------------------------------------------------
 
-    def get_summary(self, requester, room_id_or_alias: str) -> dict:
+    def get_summary(self, requester, room_id_or_alias: str, via=()) -> dict:
         user_id = requester.user_id if requester is not None else None
-        room_id = self._resolve(room_id_or_alias)
+        room_id, via = self._resolve(room_id_or_alias, list(via))
         data = self.load([room_id], user_id).get(room_id)
+        if self.federation is not None and (data is None or self.federation.is_remote(room_id)):
+            # What we know of a room we are not in may be stale: the `via` servers are asked first.
+            summary = self.federation.remote_summary(user_id, room_id, via, self._user_rooms(user_id))
+            if summary is not None:
+                return summary
         if data is None or not self.is_accessible(data, user_id, self._user_rooms(user_id)):
-            # A room we do not have could be asked of the `via` servers, over federation.
             raise MatrixError(404, Codes.NOT_FOUND, "Room not found or is not accessible")
         summary = summary_fields(data)
         if user_id is not None:
             summary["membership"] = data.membership or "leave"
         return summary
 
-    def _resolve(self, room_id_or_alias: str) -> str:
+    def _resolve(self, room_id_or_alias: str, via: list) -> tuple[str, list]:
+        """(room ID, servers to ask about it): another server's alias names some."""
         if room_id_or_alias.startswith("#"):
-            # Only this server's aliases are stored; another server's would need federation.
             found = self.rooms.get_alias(room_id_or_alias)
+            if found is None and self.federation is not None:
+                room_id, servers = self.federation.resolve_alias(room_id_or_alias)
+                return room_id, [*via, *servers]
             if found is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
-            return found[0]
+            return found[0], via
         if not room_id_or_alias.startswith("!") or len(room_id_or_alias) < 2:
             raise MatrixError(400, Codes.INVALID_PARAM, f"{room_id_or_alias!r} is not a room ID or alias")
-        return room_id_or_alias
+        return room_id_or_alias, via
 
     # --- GET /rooms/{roomId}/hierarchy ---------------------------------------------------------
 
@@ -240,7 +256,7 @@ class RoomSummaryHandler:
                     or session["suggested_only"] != suggested_only or session["max_depth"] != max_depth):
                 raise MatrixError(400, Codes.INVALID_PARAM, "Unknown pagination token, or suggested_only or "
                                                             "max_depth changed during pagination")
-            queue = [(r, via, depth) for r, via, depth in session["room_queue"]]
+            queue = [tuple(entry) for entry in session["room_queue"]]
             processed = set(session["processed_rooms"])
         else:
             queue = [(room_id, [], 0)]
@@ -249,30 +265,37 @@ class RoomSummaryHandler:
 
         rooms = []
         while queue and len(rooms) < limit:
-            child_id, _via, depth = queue.pop()
+            # The summary the parent's server gave, if any, is the fourth item.
+            child_id, via, depth, *known = queue.pop()
             if child_id in processed:
                 continue
             processed.add(child_id)
             if child_id not in loaded:
                 # The next rooms of the walk are on top of the stack: load them together.
-                upcoming = [r for r, _, _ in reversed(queue) if r not in loaded and r not in processed]
+                upcoming = [r for r, *_ in reversed(queue) if r not in loaded and r not in processed]
                 wanted = list(dict.fromkeys([child_id, *upcoming]))[:_BATCH]
                 found = self.load(wanted, user_id, with_children=True)
                 loaded.update((r, found.get(r)) for r in wanted)
             data = loaded.pop(child_id)
-            # A room this server does not have would be asked of the `via` servers, over
-            # federation; until then it is left out, as one the user may not see is.
-            if data is None or not self.is_accessible(data, user_id, user_rooms):
-                continue
-            children = self._children(data, suggested_only)
-            entry = summary_fields(data)
-            entry["children_state"] = [{"type": c.event.type, "state_key": c.event.state_key,
-                                        "content": c.event.content, "sender": c.event.sender,
-                                        "origin_server_ts": c.event.origin_server_ts} for c in children]
+            found = None
+            if self.federation is not None and (data is None or self.federation.is_remote(child_id)):
+                # A room we are not in, as the `via` servers describe it; None if none answered.
+                found = self.federation.hierarchy_entry(user_id, child_id, via, suggested_only,
+                                                        known[0] if known else None,
+                                                        max_depth is not None and depth >= max_depth, user_rooms)
+            if found is None and data is not None and self.is_accessible(data, user_id, user_rooms):
+                entry = summary_fields(data)
+                entry["children_state"] = [child_state(c) for c in self.space_children(data, suggested_only)]
+                found = entry, {}, set()
+            if found is None or found[0] is None:
+                continue  # unknown, or the user may not see it
+            entry, child_summaries, skipped = found
             rooms.append(entry)
             if max_depth is None or depth < max_depth:
                 # Pushed in reverse so that the first child is visited next.
-                queue.extend((c.event.state_key, c.event.content["via"], depth + 1) for c in reversed(children))
+                queue.extend((c["state_key"], c["content"]["via"], depth + 1, child_summaries.get(c["state_key"]))
+                             for c in reversed(entry["children_state"])
+                             if c["type"] == SPACE_CHILD and c["state_key"] not in skipped)
 
         result = {"rooms": rooms}
         if queue:
@@ -285,7 +308,7 @@ class RoomSummaryHandler:
         return result
 
     @staticmethod
-    def _children(data: RoomData, suggested_only: bool) -> list:
+    def space_children(data: RoomData, suggested_only: bool) -> list:
         """The room's children in the spec's order ("Ordering of children within a space"):
         by `order`, then by the m.space.child event's origin_server_ts, then by room ID. Only
         a space has children; a child without a valid `via` is not one."""

@@ -58,6 +58,22 @@ class DirectoryListResource(Resource):
         resp.media = {}
 
 
+def public_rooms_query(body: dict) -> dict:
+    """The arguments of a POST /publicRooms body (also what other servers POST us)."""
+    limit = field(body, "limit", int, None)
+    if limit is not None and limit < 0:
+        raise MatrixError(400, Codes.INVALID_PARAM, "limit must not be negative")
+    room_filter = field(body, "filter", dict, {})
+    room_types = room_filter.get("room_types")
+    if room_types is not None and (not isinstance(room_types, list)
+                                   or not all(t is None or isinstance(t, str) for t in room_types)):
+        raise MatrixError(400, Codes.BAD_JSON, "filter.room_types must be an array of strings and nulls")
+    return {"limit": limit, "since": field(body, "since", str, None),
+            "search_term": field(room_filter, "generic_search_term", str, None), "room_types": room_types,
+            "include_all_networks": field(body, "include_all_networks", bool, False),
+            "third_party_instance_id": field(body, "third_party_instance_id", str, None)}
+
+
 class PublicRoomsResource(Resource):
     # GET is open to anyone (the spec gives it no security); POST, with a filter, needs a token.
     optional_auth = frozenset({"GET"})
@@ -67,26 +83,17 @@ class PublicRoomsResource(Resource):
         self.directory = directory
 
     def on_get(self, req, resp):
-        resp.media = self.directory.get_public_rooms(server=req.get_param("server"),
+        server = req.get_param("server")
+        if server and server != self.directory.server_name and req.context.requester is None:
+            # As Synapse: our own list is open, but asking another server for its list needs an account.
+            raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
+        resp.media = self.directory.get_public_rooms(server=server,
                                                      limit=query_int(req, "limit", None, minimum=0),
                                                      since=req.get_param("since"))
 
     def on_post(self, req, resp):
-        body = json_body(req, allow_empty=True)
-        limit = field(body, "limit", int, None)
-        if limit is not None and limit < 0:
-            raise MatrixError(400, Codes.INVALID_PARAM, "limit must not be negative")
-        room_filter = field(body, "filter", dict, {})
-        search_term = field(room_filter, "generic_search_term", str, None)
-        room_types = room_filter.get("room_types")
-        if room_types is not None and (not isinstance(room_types, list)
-                                       or not all(t is None or isinstance(t, str) for t in room_types)):
-            raise MatrixError(400, Codes.BAD_JSON, "filter.room_types must be an array of strings and nulls")
-        resp.media = self.directory.get_public_rooms(
-            server=req.get_param("server"), limit=limit, since=field(body, "since", str, None),
-            search_term=search_term, room_types=room_types,
-            include_all_networks=field(body, "include_all_networks", bool, False),
-            third_party_instance_id=field(body, "third_party_instance_id", str, None))
+        resp.media = self.directory.get_public_rooms(server=req.get_param("server"),
+                                                     **public_rooms_query(json_body(req, allow_empty=True)))
 
 
 def register(app, hs):

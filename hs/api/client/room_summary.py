@@ -18,8 +18,9 @@ class RoomSummaryResource(Resource):
         self.summaries = summaries
 
     def on_get(self, req, resp, room_id_or_alias):
-        # `via` names servers to ask for rooms this server does not have, over federation.
-        resp.media = self.summaries.get_summary(req.context.requester, room_id_or_alias)
+        # `via` names the servers to ask about a room this server is not in.
+        resp.media = self.summaries.get_summary(req.context.requester, room_id_or_alias,
+                                                req.get_param_as_list("via") or [])
 
 
 class HierarchyResource(Resource):
