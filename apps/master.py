@@ -5,6 +5,7 @@ HS_CONFIG names the homeserver.yaml (default: ./homeserver.yaml).
 
 import os
 
+from hs import metrics
 from hs.api import admin, admin_media, admin_pushers, admin_tokens, email_links, media, server_key, wellknown
 from hs.api.app import build_app
 from hs.api.client import (
@@ -111,6 +112,7 @@ def create_app(config_path: str):
     if hs.federation_sender is not None:
         hs.federation_sender.start()
         hs.status_details["federation"] = hs.federation_sender.status_summary
+        metrics.register_federation_sender(hs.federation_sender)
     start_tls_listeners(config, app)  # last: the federation port answers once every route is in
     return app
 

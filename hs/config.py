@@ -211,6 +211,9 @@ class HomeServerConfig:
         self.presence_sync_online_timeout_ms = presence.duration_ms("sync_online_timeout", "30s")
         # Synapse's FEDERATION_TIMEOUT: a remote user we hear nothing of for this long is offline.
         self.presence_federation_timeout_ms = presence.duration_ms("federation_timeout", "30m")
+        # Our users' presence to other servers (Dendrite's enable_outbound; Synapse has no such
+        # switch): a big deployment may turn it off and keep receiving others'.
+        self.presence_federation_outbound = presence.get("federation_outbound", bool, True)
         self.allow_guest_access = top.get("allow_guest_access", bool, False)
 
     @staticmethod

@@ -153,6 +153,28 @@ class ReplicationClientCollector(_LiveCollector):
                                   "Pages of rows read from PostgreSQL to catch up on a gap", value=client.catch_up_pages)
 
 
+class FederationSenderCollector(_LiveCollector):
+    """Which destinations are failing, since when and when they are tried next (the operator's
+    view; `synctl status` shows the same)."""
+
+    def collect(self):
+        status = self.source.status()
+        since = GaugeMetricFamily("hs_federation_destination_failing_since_seconds",
+                                  "Unix time a failing destination first failed", labels=["destination"])
+        retry = GaugeMetricFamily("hs_federation_destination_retry_in_seconds",
+                                  "Seconds until a failing destination is tried again", labels=["destination"])
+        for failing in status["destinations_failing"]:
+            if failing["failing_since_ms"] is not None:
+                since.add_metric([failing["destination"]], failing["failing_since_ms"] / 1000)
+            retry.add_metric([failing["destination"]], failing["retry_in_ms"] / 1000)
+        yield since
+        yield retry
+        yield GaugeMetricFamily("hs_federation_destinations_failing", "Destinations failing now",
+                                value=len(status["destinations_failing"]))
+        yield GaugeMetricFamily("hs_federation_pdus_queued", "PDUs waiting to be sent", value=status["pdus_queued"])
+        yield GaugeMetricFamily("hs_federation_edus_queued", "EDUs waiting to be sent", value=status["edus_queued"])
+
+
 def _register(kind: str, collector: _LiveCollector) -> None:
     previous = _live.pop(kind, None)
     if previous is not None:
@@ -177,3 +199,8 @@ def register_replication_server(server) -> None:
 def register_replication_client(client) -> None:
     """A worker: per-stream applied position and lag, connected, catch-up pages read."""
     _register("replication_client", ReplicationClientCollector(client))
+
+
+def register_federation_sender(sender) -> None:
+    """The master's federation sender: failing destinations and queues."""
+    _register("federation_sender", FederationSenderCollector(sender))

@@ -102,7 +102,7 @@ class FederationSender:
         # The hooks (each handler calls its listeners with what changed; see the on_* methods).
         hs.typing.typing_listeners.append(self._job(self.on_typing))
         hs.receipts.receipt_listeners.append(self._job(self.on_receipt))
-        if hs.config.presence_enabled:
+        if hs.config.presence_enabled and hs.config.presence_federation_outbound:
             hs.presence_writer.presence_listeners.append(self._job(self.on_presence))
         hs.device_list_writer.changed_listeners.append(self._job(self.on_device_list_change))
         hs.cross_signing.keys_changed_listeners.append(self._job(self.on_signing_keys_changed))

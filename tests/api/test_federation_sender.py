@@ -20,6 +20,7 @@ from hs.config import load_config
 from hs.events.signing import generate_signing_key
 from hs.federation.request_auth import parse_authorization_header, verify_request
 from hs.handlers.auth import Requester
+from hs.metrics import FederationSenderCollector
 from hs.server import HomeServer
 from hs.storage.database import Database
 from tests.federation_fixture import TestCA
@@ -173,6 +174,12 @@ def test_a_failing_peer_backs_off_then_catches_up_with_the_newest_event(hs, peer
     wait_for(lambda: hs.federation_sender.status()["destinations_failing"], "the peer to be failing")
     failing = hs.federation_sender.status()["destinations_failing"][0]
     assert failing["destination"] == peer.name and 0 < failing["retry_in_ms"] <= MIN_RETRY_MS
+    # The operator's view: /metrics names the failing destination, and synctl status too.
+    families = {f.name: f for f in FederationSenderCollector(hs.federation_sender).collect()}
+    assert families["hs_federation_destinations_failing"].samples[0].value == 1
+    assert [s.labels["destination"] for s in families["hs_federation_destination_retry_in_seconds"].samples] == [
+        peer.name]
+    assert hs.federation_sender.status_summary()["failing_destinations"].startswith(f"{peer.name} (for ")
     assert retry_row(hs, peer.name)[1] == MIN_RETRY_MS
     attempts = peer.attempts
     say(hs, alice, room_id, "lost-2")
