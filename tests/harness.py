@@ -21,10 +21,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_LIMIT = {"per_second": 10000, "burst_count": 10000}
 
 
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before by this process: two asked for in a row (a
+    server's client and federation listeners) can otherwise be the same one the kernel gave back."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 class GunicornProcess:
