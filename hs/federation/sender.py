@@ -26,6 +26,7 @@ from gevent.event import Event as Wakeup
 from gevent.queue import Queue
 from prometheus_client import Counter
 
+from hs.caches import LruCache
 from hs.clock import now_ms
 from hs.federation.server_name import server_name_of
 from hs.federation.transaction_queue import DestinationQueue
@@ -35,6 +36,7 @@ from hs.storage.federation_sender import FederationSenderStore
 
 logger = logging.getLogger(__name__)
 
+ROOM_SERVERS_MAX_AGE_MS = 60_000
 TRANSACTIONS_SENT = Counter("hs_federation_transactions_sent", "Federation transactions accepted by their destination",
                             registry=REGISTRY)
 TRANSACTIONS_FAILED = Counter("hs_federation_transactions_failed",
@@ -80,6 +82,12 @@ class FederationSender:
         self._position = None  # events stream: routed up to here
         self._events_advanced = Wakeup()
         self._jobs = Queue()
+        # room ID -> (servers joined to it, when read): every PDU, typing notice and receipt asks,
+        # and reading it scans the room's members. A member event passing through the events
+        # stream drops its room's entry; entries also age out, since resolving a fork can change
+        # memberships on an event that is not one.
+        self._room_servers = LruCache("federation_room_servers", 10_000,
+                                      invalidated_by="member events in the events stream; 60 s age")
 
     # --- start-up -----------------------------------------------------------------------------------
 
@@ -213,6 +221,8 @@ class FederationSender:
             rows = self.hs.events.get_stream_rows(self._position, upto, EVENT_ROWS_PER_READ)
             stored = self.hs.events.get_events([row["event_id"] for _, row in rows])
             for stream_ordering, row in rows:
+                if row["type"] == "m.room.member":
+                    self._room_servers.invalidate(row["room_id"])
                 found = stored.get(row["event_id"])
                 if found is not None and self._is_ours(found.event.sender):
                     self._route_pdu(stream_ordering, row["room_id"], found.event)
@@ -220,10 +230,17 @@ class FederationSender:
             self.store.set_stream_position(self._position)
 
     def _route_pdu(self, stream_ordering: int, room_id: str, event) -> None:
-        destinations = self.store.get_joined_servers(room_id)
+        destinations = self._joined_servers(room_id)
         if event.type == "m.room.member" and event.membership in _LEAVING:
             destinations.add(_server_of(event.state_key))
         self._enqueue_pdu(stream_ordering, room_id, event, destinations)
+
+    def _joined_servers(self, room_id: str) -> set[str]:
+        cached = self._room_servers.get(room_id)
+        if cached is None or now_ms() - cached[1] > ROOM_SERVERS_MAX_AGE_MS:
+            cached = (frozenset(self.hs.rooms.get_joined_servers(room_id)), now_ms())
+            self._room_servers.put(room_id, cached)
+        return set(cached[0])
 
     def _enqueue_pdu(self, stream_ordering: int, room_id: str, event, destinations: set) -> None:
         destinations = self._allowed(destinations)
@@ -251,7 +268,7 @@ class FederationSender:
     def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         """TypingHandler: a local user started (again) or stopped typing."""
         if self._is_ours(user_id):
-            self._send_edu(self.store.get_joined_servers(room_id), "m.typing",
+            self._send_edu(self._joined_servers(room_id), "m.typing",
                            {"room_id": room_id, "user_id": user_id, "typing": typing}, (room_id, user_id))
 
     def on_receipt(self, room_id: str, receipt_type: str, user_id: str, event_id: str, data: dict) -> None:
@@ -259,7 +276,7 @@ class FederationSender:
         if receipt_type not in PUBLIC_RECEIPT_TYPES or not self._is_ours(user_id):
             return
         content = {room_id: {receipt_type: {user_id: {"event_ids": [event_id], "data": data}}}}
-        self._send_edu(self.store.get_joined_servers(room_id), "m.receipt", content,
+        self._send_edu(self._joined_servers(room_id), "m.receipt", content,
                        (room_id, receipt_type, user_id, data.get("thread_id")))
 
     def on_presence(self, presence) -> None:

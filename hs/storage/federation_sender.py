@@ -30,12 +30,6 @@ class FederationSenderStore:
 
     # --- who is where -------------------------------------------------------------------------------
 
-    def get_joined_servers(self, room_id: str) -> set[str]:
-        rows = self.db.execute("federation_joined_servers",
-                               f"SELECT DISTINCT {_SERVER_OF_MEMBER} FROM current_state_events"
-                               " WHERE room_id = %s AND type = %s AND membership = 'join'", (room_id, MEMBER))
-        return {r[0] for r in rows}
-
     def get_servers_sharing_a_room(self, user_id: str) -> set[str]:
         """The servers with a member joined to a room `user_id` is joined to."""
         rows = self.db.execute("federation_servers_sharing_a_room",
