@@ -6,7 +6,7 @@ import copy
 import re
 import shutil
 import tempfile
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
@@ -32,13 +32,23 @@ class FakePeer:
         self.missing_answer: list[dict] = []
         self.state_ids_answers: dict[str, dict] = {}  # event ID -> what /state_ids answers for it
         self.garbage = False  # answer every federation request with 200 and a body that is not JSON
+        # (method, unquoted path) -> (status, JSON body): canned answers a test sets, before the rest.
+        self.answers: dict[tuple[str, str], tuple[int, object]] = {}
         self.requests: list[str] = []
         self.transactions: list[dict] = []
         peer = self
 
         class Handler(QuietHandler):
+            def _canned(self, method: str) -> bool:
+                answer = peer.answers.get((method, unquote(urlsplit(self.path).path)))
+                if answer is not None:
+                    self.answer_json(*answer)
+                return answer is not None
+
             def do_GET(self):
                 peer.requests.append(f"GET {self.path}")
+                if self._canned("GET"):
+                    return
                 path = urlsplit(self.path).path
                 if peer.garbage and path.startswith("/_matrix/federation/"):
                     return self._garbage()
@@ -57,6 +67,8 @@ class FakePeer:
             def do_POST(self):
                 peer.requests.append(f"POST {self.path}")
                 self.read_json()
+                if self._canned("POST"):
+                    return
                 if peer.garbage:
                     return self._garbage()
                 if "/get_missing_events/" in self.path:

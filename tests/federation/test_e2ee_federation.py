@@ -14,7 +14,6 @@ import itertools
 import tempfile
 import time
 import uuid
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -38,7 +37,7 @@ from tests.client.test_nio_encrypted_rooms import assert_received, send_text
 from tests.client.test_nio_sync import sync_until
 from tests.federation.fake_peer import FakePeer
 from tests.federation_fixture import SyncWatcher, create_room, ok, register
-from tests.harness import Client, assert_error, free_port, q
+from tests.harness import Client, assert_error, free_port, q, wait_for
 
 V1 = "/_matrix/federation/v1"
 _names = itertools.count()
@@ -129,40 +128,9 @@ def test_nio_encrypted_conversation_across_servers_with_a_device_joining_later(h
 # --- a peer played by the test ---------------------------------------------------------------------
 
 def serve_answers(peer: FakePeer) -> dict:
-    """Makes the peer answer {(method, unquoted path): (status, body)} (changeable later)."""
-    answers: dict = {}
-    base = peer.server.RequestHandlerClass
-
-    class WithAnswers(base):
-        def _answered(self, method: str) -> bool:
-            key = (method, unquote(urlsplit(self.path).path))
-            if key not in answers:
-                return False
-            peer.requests.append(f"{method} {self.path}")
-            if method == "POST":
-                self.read_json()
-            self.answer_json(*answers[key])
-            return True
-
-        def do_GET(self):
-            if not self._answered("GET"):
-                super().do_GET()
-
-        def do_POST(self):
-            if not self._answered("POST"):
-                super().do_POST()
-
-    peer.server.RequestHandlerClass = WithAnswers
-    return answers
-
-
-@pytest.fixture(scope="module")
-def peer(test_ca):
-    fake = FakePeer(test_ca)
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    """The peer's canned answers, {(method, unquoted path): (status, body)}, emptied first."""
+    peer.answers.clear()
+    return peer.answers
 
 
 def device_keys(user_id: str, device_id: str) -> dict:
@@ -241,14 +209,6 @@ def test_keys_query_and_claim_report_servers_that_fail(ours, peer):
     assert_error(client.post("/keys/query", {"device_keys": {}, "timeout": "soon"}), 400, "M_BAD_JSON")
 
 
-def _wait(check, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
-    return found
-
-
 def test_remote_device_list_is_cached_and_kept_in_step_by_updates(ours, test_ca):
     peer = FakePeer(test_ca)
     try:
@@ -287,14 +247,14 @@ def test_remote_device_list_is_cached_and_kept_in_step_by_updates(ours, test_ca)
 
         # The first update names nothing we hold: the whole list is fetched.
         update(6, [], "D1", d1)
-        _wait(lambda: resyncs() == 1, "a resync")
-        _wait(changed, "the remote user in device_lists.changed")
+        wait_for(lambda: resyncs() == 1, "a resync")
+        wait_for(changed, "the remote user in device_lists.changed")
         assert set(query()["device_keys"][remote]) == {"D1"}
         assert key_queries() == 0  # answered from the cached list
 
         # An update following the one we hold is applied as it is.
         update(7, [5], "D2", d2)
-        _wait(changed, "the second change")
+        wait_for(changed, "the second change")
         assert set(query()["device_keys"][remote]) == {"D1", "D2"}
         assert resyncs() == 1 and key_queries() == 0
 
@@ -302,13 +262,13 @@ def test_remote_device_list_is_cached_and_kept_in_step_by_updates(ours, test_ca)
         answers[("GET", devices_path)] = (200, {"user_id": remote, "stream_id": 9, "devices": [
             {"device_id": "D2", "keys": d2}, {"device_id": "D3", "keys": d3}]})
         update(9, [8], "D3", d3)
-        _wait(lambda: resyncs() == 2, "a second resync")
-        _wait(changed, "the third change")
+        wait_for(lambda: resyncs() == 2, "a second resync")
+        wait_for(changed, "the third change")
         assert set(query()["device_keys"][remote]) == {"D2", "D3"}
 
         # A deletion following it.
         update(10, [9], "D2", deleted=True)
-        _wait(changed, "the deletion")
+        wait_for(changed, "the deletion")
         assert set(query()["device_keys"][remote]) == {"D3"}
         assert resyncs() == 2 and key_queries() == 0
 
@@ -316,7 +276,7 @@ def test_remote_device_list_is_cached_and_kept_in_step_by_updates(ours, test_ca)
         master, self_signing = cross_signing_key(remote, "master"), cross_signing_key(remote, "self_signing")
         ok(peer.send(ours, uuid.uuid4().hex, [], [{"edu_type": "m.signing_key_update", "content": {
             "user_id": remote, "master_key": master, "self_signing_key": self_signing}}]))
-        _wait(changed, "the cross-signing change")
+        wait_for(changed, "the cross-signing change")
         answer = query()
         assert answer["master_keys"][remote] == master and answer["self_signing_keys"][remote] == self_signing
         assert key_queries() == 0

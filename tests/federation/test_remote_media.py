@@ -22,7 +22,7 @@ from PIL import Image
 from hs.media.multipart import MultipartError, boundary_of, media_head, media_tail, read_media_part
 from hs.worker_routes import serves
 from tests.federation_fixture import FederatingHomeserver, SyncWatcher, join, ok, register
-from tests.harness import Client, assert_error, free_port, q, query
+from tests.harness import Client, assert_error, free_port, q, query, wait_for
 from tests.json_http import QuietHandler, start_server
 
 AUTHED = "/_matrix/client/v1/media"
@@ -59,14 +59,6 @@ def synapse_fetches(synapse, media_id: str) -> int:
     """How many times Synapse served its federation download of ``media_id``."""
     with open(synapse.log_path, errors="replace") as f:
         return sum(1 for line in f if FED_DOWNLOAD + media_id in line and "Processed request" in line)
-
-
-def wait_for(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(0.2)
-    return found
 
 
 def cached_rows(db_dsn: str, origin: str, media_id: str) -> list:
