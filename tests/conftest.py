@@ -18,7 +18,7 @@ from hs.storage.database import Database
 from hs.storage.embedded import start_embedded_postgres, stop_embedded_postgres
 from hs.storage.migrations import apply_migrations
 from tests.harness import running_homeserver
-from tests.pg import admin_cursor, create_database, drop_database, make_dsn, unique_name
+from tests.pg import admin_cursor, create_database, drop_database, fresh_database, make_dsn, unique_name
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +59,8 @@ def template_db(pg_server_dsn):
 
 @pytest.fixture(scope="module")
 def db_dsn(pg_server_dsn, template_db):
-    name = unique_name("hs_test")
-    create_database(pg_server_dsn, name, template=template_db)
-    try:
-        yield make_dsn(pg_server_dsn, name)
-    finally:
-        drop_database(pg_server_dsn, name)
+    with fresh_database(pg_server_dsn, "hs_test", template=template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

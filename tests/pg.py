@@ -45,3 +45,14 @@ def drop_database(base_dsn: str, name: str) -> None:
     """Drop ``name``, first terminating any connection a test left open (WITH (FORCE), PG >= 13)."""
     with admin_cursor(base_dsn) as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def fresh_database(base_dsn: str, prefix: str, template: str | None = None):
+    """The DSN of a new database (a copy of `template` if given), dropped on exit."""
+    name = unique_name(prefix)
+    create_database(base_dsn, name, template=template)
+    try:
+        yield make_dsn(base_dsn, name)
+    finally:
+        drop_database(base_dsn, name)

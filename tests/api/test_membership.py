@@ -552,12 +552,10 @@ def test_a_remote_user_can_be_banned_but_not_invited(alice):
 @pytest.fixture(scope="module")
 def guest_server(pg_server_dsn, template_db):
     # Its own database: two masters must not write events into one.
-    from tests.pg import create_database, drop_database, make_dsn, unique_name
-    name = unique_name("hs_test_guests")
-    create_database(pg_server_dsn, name, template=template_db)
-    with running_homeserver(make_dsn(pg_server_dsn, name), allow_guest_access=True) as server:
+    from tests.pg import fresh_database
+    with fresh_database(pg_server_dsn, "hs_test_guests", template=template_db) as dsn, \
+            running_homeserver(dsn, allow_guest_access=True) as server:
         yield server
-        drop_database(pg_server_dsn, name)
 
 
 def new_guest(server) -> Client:

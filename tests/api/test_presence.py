@@ -11,7 +11,7 @@ from tests.api.test_response_schemas import assert_matches_spec
 from tests.api.test_sync import SYNC_PATH, assert_error, create, new_user, post, q, sync
 from tests.api.test_sync_longpoll import Parked
 from tests.harness import query, running_homeserver
-from tests.pg import create_database, drop_database, make_dsn, unique_name
+from tests.pg import fresh_database
 
 STATUS = "/_matrix/client/v3/presence/{userId}/status"
 # Syncs of the observer that leave the observer's own presence alone (and out of the way).
@@ -51,12 +51,8 @@ def room_of(*clients) -> str:
 @pytest.fixture
 def own_database(pg_server_dsn, template_db):
     """A database for a test's own server: two masters must not write one database."""
-    name = unique_name("hs_test_presence")
-    create_database(pg_server_dsn, name, template=template_db)
-    try:
-        yield make_dsn(pg_server_dsn, name)
-    finally:
-        drop_database(pg_server_dsn, name)
+    with fresh_database(pg_server_dsn, "hs_test_presence", template=template_db) as dsn:
+        yield dsn
 
 
 # --- PUT and GET /presence/{userId}/status ---------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from tests.api.test_response_schemas import response_schema
 from tests.harness import Client, assert_error, create, q, running_homeserver
-from tests.pg import create_database, drop_database, make_dsn, unique_name
+from tests.pg import fresh_database
 
 
 def new_user(homeserver, prefix="s") -> Client:
@@ -306,11 +306,9 @@ def test_world_readable_state_is_readable_by_a_non_member(alice, bob):
 def limited(pg_server_dsn, template_db):
     # A database of its own: one master allocates a database's event stream positions, so two
     # masters must not write events into the same one.
-    name = unique_name("hs_test_rc_message")
-    create_database(pg_server_dsn, name, template=template_db)
-    with running_homeserver(make_dsn(pg_server_dsn, name), rc_message={"per_second": 0.001, "burst_count": 3}) as server:
+    with fresh_database(pg_server_dsn, "hs_test_rc_message", template=template_db) as dsn, \
+            running_homeserver(dsn, rc_message={"per_second": 0.001, "burst_count": 3}) as server:
         yield server
-        drop_database(pg_server_dsn, name)
 
 
 def test_rc_message_limits_sending(limited):

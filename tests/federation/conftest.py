@@ -11,7 +11,7 @@ import pytest
 
 from tests.federation.fake_peer import FakePeer
 from tests.federation_fixture import FederatingHomeserver, SynapseProcess, TestCA
-from tests.pg import create_database, drop_database, make_dsn, unique_name
+from tests.pg import fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +49,8 @@ def ours(db_dsn, test_ca):
 @pytest.fixture(scope="module")
 def db_dsn_b(pg_server_dsn, template_db):
     """A second database for the second of our homeservers in a module."""
-    name = unique_name("hs_test_b")
-    create_database(pg_server_dsn, name, template=template_db)
-    try:
-        yield make_dsn(pg_server_dsn, name)
-    finally:
-        drop_database(pg_server_dsn, name)
+    with fresh_database(pg_server_dsn, "hs_test_b", template=template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ The routing test puts small HTTP servers where the master and workers would list
 with its own name, so the test reads where HAProxy sent a request (the homeserver is not under test).
 """
 
+import contextlib
 import functools
 import http.server
 import json
@@ -193,28 +194,24 @@ class _StubServer(http.server.ThreadingHTTPServer):
     block_on_close = False
 
 
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
-    """HAProxy run from the generated config, in front of a stub per process; yields
-    where(method, path, **requests_kwargs) -> the stub's answer."""
-    tmp_path = tmp_path_factory.mktemp("haproxy")
-    port = free_port()
-    text, ports = generated(tmp_path, bind=f"127.0.0.1:{port}")
+@contextlib.contextmanager
+def haproxy_over_stubs(config_text: str, ports: dict, config_path, base: str, probe: str, verify=True):
+    """HAProxy run from `config_text` in front of a stub per process ({name: port}); yields
+    where(method, path, **requests_kwargs) -> the stub's answer, asked at `base`."""
     stubs = []
     for name, stub_port in ports.items():
         server = _StubServer(("127.0.0.1", stub_port), _Stub)
         server.name = name
         threading.Thread(target=server.serve_forever, daemon=True).start()
         stubs.append(server)
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(text)
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    config_path.write_text(config_text)
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(config_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:
             try:
-                requests.get(base + "/_matrix/client/versions", timeout=2)
+                requests.get(base + probe, timeout=2, verify=verify)
                 break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stderr.read().decode()
@@ -222,7 +219,7 @@ def proxied(tmp_path_factory):
                 time.sleep(0.1)
 
         def where(method, path, **kwargs) -> dict:
-            answer = requests.request(method, base + path, timeout=5, **kwargs)
+            answer = requests.request(method, base + path, timeout=5, verify=verify, **kwargs)
             assert answer.status_code == 200, answer.text
             return answer.json()
         yield where
@@ -232,6 +229,17 @@ def proxied(tmp_path_factory):
         for server in stubs:
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """HAProxy run from the generated config, in front of a stub per process."""
+    tmp_path = tmp_path_factory.mktemp("haproxy")
+    port = free_port()
+    text, ports = generated(tmp_path, bind=f"127.0.0.1:{port}")
+    with haproxy_over_stubs(text, ports, tmp_path / "haproxy.cfg", f"http://127.0.0.1:{port}",
+                            "/_matrix/client/versions") as where:
+        yield where
 
 
 @needs_haproxy
@@ -359,43 +367,15 @@ def test_the_federation_frontend_needs_its_pem_and_a_plain_master_federation_lis
 
 @pytest.fixture(scope="module")
 def federation_proxied(tmp_path_factory):
-    """HAProxy with a TLS federation frontend in front of a stub per process; yields
-    where(method, path, **requests_kwargs) -> the stub's answer, over HTTPS."""
+    """HAProxy with a TLS federation frontend in front of a stub per process, asked over HTTPS."""
     tmp_path = tmp_path_factory.mktemp("haproxy_fed")
     fed_port = free_port()
     text, ports, ca = federation_generated(tmp_path, fed_port)
-    stubs = []
-    for name, stub_port in ports.items():
-        server = _StubServer(("127.0.0.1", stub_port), _Stub)
-        server.name = name
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        stubs.append(server)
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(text)
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        base = f"https://127.0.0.1:{fed_port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                requests.get(base + "/_matrix/federation/v1/version", timeout=2, verify=ca.cert_path)
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "HAProxy did not listen"
-                time.sleep(0.1)
-
-        def where(method, path, **kwargs) -> dict:
-            answer = requests.request(method, base + path, timeout=5, verify=ca.cert_path, **kwargs)
-            assert answer.status_code == 200, answer.text
-            return answer.json()
-        yield where
+        with haproxy_over_stubs(text, ports, tmp_path / "haproxy.cfg", f"https://127.0.0.1:{fed_port}",
+                                "/_matrix/federation/v1/version", verify=ca.cert_path) as where:
+            yield where
     finally:
-        proc.terminate()
-        proc.wait(10)
-        for server in stubs:
-            server.shutdown()
-            server.server_close()
         ca.remove()
 
 
