@@ -444,6 +444,7 @@ class HomeServer:
             from hs.federation.sender import FederationSender
             self.federation_sender = FederationSender(self)
         self.federation_events.edus = self.federation_edus
+        self.federation_edus.server_allowed = self.federation_serving.server_allowed
         # Called for every authenticated inbound request (a worker forwards it to the master).
         self.wake_destination = (self.federation_sender.wake_destination if self.federation_sender is not None
                                  else lambda origin: None)

@@ -56,6 +56,9 @@ class FederationEduHandler:
         self.to_device_stream = to_device_stream
         self.to_device_notifier = to_device_notifier
         self.edu_store = edu_store
+        # fn(origin, room_id) -> bool: the room's server ACL (set by hs/server.py); typing and
+        # receipts are about a room, and a server the room denies has no say in it.
+        self.server_allowed = lambda origin, room_id: True
         self._handlers = {
             "m.typing": self._on_typing,
             "m.receipt": self._on_receipt,
@@ -81,9 +84,11 @@ class FederationEduHandler:
             raise _Skip(f"{user_id} is not a user of {origin}")
         return user_id
 
-    def _check_joined(self, user_id: str, room_id) -> None:
+    def _check_in_room(self, origin: str, user_id: str, room_id) -> None:
         if not isinstance(room_id, str):
             raise _Skip(f"not a room ID: {room_id!r}")
+        if not self.server_allowed(origin, room_id):
+            raise _Skip(f"the server ACL of {room_id} denies {origin}")
         membership = self.rooms.get_membership(room_id, user_id)
         if membership is None or membership[0] != "join":
             raise _Skip(f"{user_id} is not joined to {room_id}")
@@ -100,7 +105,7 @@ class FederationEduHandler:
         typing = content.get("typing")
         if not isinstance(typing, bool):
             raise _Skip("typing is not a boolean")
-        self._check_joined(user_id, content.get("room_id"))
+        self._check_in_room(origin, user_id, content.get("room_id"))
         self.typing.set_remote_typing(content["room_id"], user_id, typing)
 
     def _on_receipt(self, origin: str, content: dict) -> None:
@@ -118,7 +123,7 @@ class FederationEduHandler:
 
     def _apply_receipt(self, origin: str, room_id: str, receipt_type: str, user_id: str, receipt: dict) -> None:
         self._check_user(origin, user_id)
-        self._check_joined(user_id, room_id)
+        self._check_in_room(origin, user_id, room_id)
         event_ids = receipt.get("event_ids")
         if not isinstance(event_ids, list) or not event_ids or not all(isinstance(e, str) for e in event_ids):
             raise _Skip("event_ids is not a non-empty list of event IDs")

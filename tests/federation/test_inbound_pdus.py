@@ -221,3 +221,26 @@ def test_make_join_from_a_server_without_the_rooms_version_is_incompatible(ours,
                         params={"ver": ["1", "2"]})
     body = assert_error(resp, 400, "M_INCOMPATIBLE_ROOM_VERSION")
     assert body["room_version"] == "12"
+
+
+def test_typing_from_a_server_the_rooms_acl_denies_is_ignored(ours, peer, room):
+    local, room_id, _, user, _ = room
+    watcher = SyncWatcher(local)
+
+    def typing_edu(typing: bool) -> dict:
+        return {"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": user, "typing": typing}}
+
+    def typing_now() -> list:
+        events = watcher.room_section(watcher.next_batch(0), room_id).get("ephemeral", {}).get("events", [])
+        return next((e["content"]["user_ids"] for e in events if e["type"] == "m.typing"), None)
+
+    ok(peer.send(ours, uuid.uuid4().hex, [], [typing_edu(True)]))
+    watcher.wait_for_ephemeral(room_id, lambda e: e["type"] == "m.typing" and user in e["content"]["user_ids"],
+                               "the peer's user typing")
+    ok(peer.send(ours, uuid.uuid4().hex, [], [typing_edu(False)]))
+    watcher.wait_for_ephemeral(room_id, lambda e: e["type"] == "m.typing" and user not in e["content"]["user_ids"],
+                               "the peer's user no longer typing")
+    ok(local.put(f"/rooms/{q(room_id)}/state/m.room.server_acl", {"allow": ["*"], "allow_ip_literals": False}))
+    ok(peer.send(ours, uuid.uuid4().hex, [], [typing_edu(True)]))
+    # The EDU was applied or skipped when /send answered: nothing new to see.
+    assert typing_now() in (None, [])
