@@ -89,6 +89,12 @@ _RESOURCE_PREFIXES = (("/_matrix/client/v1/media/", {"client", "media"}),
                       ("/_hs/replication/", {"replication"}), ("/_hs/status", {"status"}))
 
 
+def _param_values(*mappings):
+    for mapping in mappings:
+        for value in mapping.values():
+            yield from (value if isinstance(value, list) else [value])
+
+
 def _resource_names(path: str) -> set:
     return next((names for prefix, names in _RESOURCE_PREFIXES if path.startswith(prefix)), set())
 
@@ -150,6 +156,9 @@ class MatrixMiddleware:
         if getattr(resource, "server_auth", False):
             # Another server, not a user: an X-Matrix signature (hs/api/federation/base.py).
             self.auth.servers.authenticate(req)
+            # Room, event and user IDs go to PostgreSQL, whose text cannot hold NUL.
+            if any("\x00" in v for v in _param_values(params, req.params)):
+                raise MatrixError(400, Codes.INVALID_PARAM, "Parameters cannot contain NUL")
             return
         token = self.auth.token_from_request(req)
         if token is None and method in resource.optional_auth:

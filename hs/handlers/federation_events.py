@@ -109,7 +109,7 @@ class FederationEventHandler:
 
     def _receive_from_transaction(self, origin: str, pdu) -> tuple[str | None, str | None]:
         room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
-        room = self.rooms.get_room(room_id) if isinstance(room_id, str) else None
+        room = self.rooms.get_room(room_id) if isinstance(room_id, str) and "\x00" not in room_id else None
         if room is None:
             logger.info("Dropping a PDU from %s for unknown room %r", origin, room_id)
             return None, None
@@ -142,9 +142,15 @@ class FederationEventHandler:
         pdu = {k: v for k, v in pdu.items() if k != "unsigned"}
         try:
             validate_pdu_format(room_version, pdu)
-            return event_from_pdu(room_version, pdu)
+            event = event_from_pdu(room_version, pdu)
         except (PduFormatError, ValueError) as e:
             raise PduRejected(f"malformed PDU: {e}") from None
+        # IDs, type and state key are columns, and PostgreSQL text cannot hold NUL.
+        identifiers = [event.room_id_in_any_version, event.sender, event.type, event.state_key,
+                       *event.prev_event_ids, *event.auth_event_ids, event.redacts]
+        if any(isinstance(i, str) and "\x00" in i for i in identifiers):
+            raise PduRejected("malformed PDU: an identifier holds NUL")
+        return event
 
     def check_signatures(self, event):
         """The event if its signatures verify; redacted if its content hash is wrong (step 2)."""

@@ -244,3 +244,17 @@ def test_typing_from_a_server_the_rooms_acl_denies_is_ignored(ours, peer, room):
     ok(peer.send(ours, uuid.uuid4().hex, [], [typing_edu(True)]))
     # The EDU was applied or skipped when /send answered: nothing new to see.
     assert typing_now() in (None, [])
+
+
+def test_nul_in_identifiers_is_refused_not_a_server_error(ours, peer, room):
+    local, room_id, version, _, _ = room
+    # In a path or query parameter: 400, before any lookup.
+    for path, params in ((f"/_matrix/federation/v1/event/{q('$a' + chr(0) + 'b')}", None),
+                         (f"/_matrix/federation/v1/state_ids/{q(room_id)}", {"event_id": "$a\x00b"})):
+        assert_error(peer.request(ours, "GET", path, params=params), 400, "M_INVALID_PARAM")
+    # In a PDU: dropped, and the transaction's other PDUs still go through.
+    bad_room = _valid_message(peer, room, "nul room", room_id="!a\x00b:" + peer.name)
+    bad_prev = _valid_message(peer, room, "nul prev", prev_events=["$a\x00b"])
+    good = _valid_message(peer, room, "after the NULs")
+    answer = ok(peer.send(ours, uuid.uuid4().hex, [bad_room, bad_prev, good]))
+    assert answer["pdus"] == {peer.event_id(version, good): {}}

@@ -2,7 +2,6 @@
 
 from hs.api.federation.base import FederationResource
 from hs.api.request import json_body
-from hs.errors import Codes, MatrixError
 
 
 class MakeMembershipResource(FederationResource):
@@ -39,10 +38,8 @@ class InviteResource(FederationResource):
         body = json_body(req)
         if self.v1:
             # v1 sends the bare event, of a room whose version the invitee's server must guess.
-            body = {"event": body, "room_version": "1", "invite_room_state":
-                    (body.get("unsigned") or {}).get("invite_room_state", []) if isinstance(body, dict) else []}
-        if not isinstance(body, dict):
-            raise MatrixError(400, Codes.BAD_JSON, "Expected a JSON object")
+            unsigned = body.get("unsigned") if isinstance(body.get("unsigned"), dict) else {}
+            body = {"event": body, "room_version": "1", "invite_room_state": unsigned.get("invite_room_state", [])}
         self.handler.check_room_access(req.context.origin, room_id)
         answer = self.handler.on_invite(req.context.origin, room_id, event_id, body)
         resp.media = [200, answer] if self.v1 else answer
