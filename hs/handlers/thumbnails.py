@@ -118,15 +118,24 @@ class ThumbnailHandler:
                                                      self.config.max_image_pixels)
         out_w, out_h = output_size(src_w, src_h, width, height, method)
         animated = animated and src_animated
+        return self._stored(sha256, out_w, out_h, method, animated) or self._make(sha256, out_w, out_h, method,
+                                                                                  animated)
+
+    def _stored(self, sha256: str, out_w: int, out_h: int, method: str, animated: bool) -> Thumbnail | None:
         for info in self.store.get_thumbnails(sha256):
             if _key(info) == (out_w, out_h, method, animated):
                 path = self._path(sha256, info)
                 if os.path.exists(path):
                     return Thumbnail(path, info.media_type, info.length)
-        return self._make(sha256, out_w, out_h, method, animated)
+        return None
 
     def _make(self, sha256: str, out_w: int, out_h: int, method: str, animated: bool) -> Thumbnail:
         def make():
+            # A request that looked before another's flight stored it and starts its own after
+            # that flight ended must not make it again.
+            stored = self._stored(sha256, out_w, out_h, method, animated)
+            if stored is not None:
+                return stored
             rendered = self._in_thread(_render_exact, self.files.content_path(sha256), self.config.max_image_pixels,
                                        out_w, out_h, method, animated)
             [info] = self._store(sha256, [rendered])
