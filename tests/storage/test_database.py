@@ -154,3 +154,42 @@ def test_slow_transactions_are_logged(db, monkeypatch, caplog):
         db.execute("sleepy_one", "SELECT pg_sleep(0.1)")
     slow = [r.getMessage() for r in caplog.records]
     assert len(slow) == 1 and "sleepy_one" in slow[0]
+
+
+# --- batched transactions: writes held back and sent together ---------------------------------
+
+def test_batched_txn_sends_its_writes_with_begin_and_commit_and_reads_see_them(db, table):
+    def txn(cur):
+        cur.execute(f"INSERT INTO {table} VALUES (%s, %s)", (1, "it's 100%"))
+        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", [(2, "b"), (3, "c")])
+        cur.execute(f"SELECT count(*) FROM {table}")  # a read: what is held goes first
+        seen = cur.fetchone()[0]
+        cur.execute(f"UPDATE {table} SET v = 'x' WHERE id > 1")
+        return seen, cur.rowcount
+
+    assert db.run_txn("batched", txn, _batched=True) == (3, 2)
+    assert db.execute("select", f"SELECT id, v FROM {table} ORDER BY id") == [(1, "it's 100%"), (2, "x"), (3, "x")]
+
+
+@pytest.mark.parametrize("failure", ["statement", "python"])
+def test_a_failed_batched_txn_leaves_nothing_and_its_connection_usable(db, table, failure):
+    db.execute("insert", f"INSERT INTO {table} VALUES (1, 'a')")
+
+    def txn(cur):
+        cur.execute(f"INSERT INTO {table} VALUES (2, 'b')")
+        if failure == "statement":
+            cur.execute(f"INSERT INTO {table} VALUES (1, 'dup')")
+        else:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            assert cur.fetchone() == (2,)
+            raise ValueError("boom")
+
+    with pytest.raises(psycopg2.errors.UniqueViolation if failure == "statement" else ValueError):
+        db.run_txn("fails", txn, _batched=True)
+    # Every pooled connection, the failed one among them, is back in a clean state.
+    results = [db.run_txn("after", lambda cur: (cur.execute(f"SELECT id FROM {table}"), cur.fetchall())[1])
+               for _ in range(8)]
+    assert results == [[(1,)]] * 8
+    assert db.run_txn("batched again", lambda cur: cur.execute(f"INSERT INTO {table} VALUES (3, 'c')"),
+                      _batched=True) is None
+    assert db.execute("select", f"SELECT id FROM {table} ORDER BY id") == [(1,), (3,)]
