@@ -176,7 +176,9 @@ class EventCreationHandler:
                 plan = PersistPlan(event, stream_ordering, before_group, replaces_state, new_group,
                                    txn_key=txn_key, relation=relation, search_key=_search_key(event),
                                    now_ms=now_ms())
-                self.db.run_txn("persist_event", self._persist_txn, plan, room_id, writers)
+                state_group = self.db.run_txn("persist_event", self._persist_txn, plan, room_id, writers,
+                                              _batched=True)
+                self.state.remember_state_group_of_event(event.event_id, state_group)
                 self._persisted(stream_ordering, room_id, event)
             return event.event_id
 
@@ -195,10 +197,10 @@ class EventCreationHandler:
 
     def _template(self, room_id: str, sender: str, event_type: str, content: dict, state_key, redacts=None):
         """An unsigned event at the room's current position: prev_events, depth, auth events."""
-        room = self.rooms.get_room(room_id)
-        if room is None:
+        version = self.rooms.get_room_version(room_id)
+        if version is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        room_version = get_room_version(room.room_version)
+        room_version = get_room_version(version)
         auth_keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
         wanted = set(auth_keys) | {("m.room.create", "")}
         if state_key is not None:
@@ -318,10 +320,11 @@ class EventCreationHandler:
                 return group
         return None
 
-    def _persist_txn(self, cur, plan: PersistPlan, room_id: str, writers: list) -> None:
-        self.events.persist_event_txn(cur, plan, room_id)
+    def _persist_txn(self, cur, plan: PersistPlan, room_id: str, writers: list) -> int:
+        state_group = self.events.persist_event_txn(cur, plan, room_id)
         for write in writers:
             write(cur, plan.stream_ordering)
+        return state_group
 
     def _check_redaction(self, room_id: str, sender: str, redacts, state_events: dict, create_event) -> None:
         """The auth rules only ask whether the sender may send m.room.redaction; whether it

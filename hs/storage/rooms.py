@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from hs.caches import LruCache
 from hs.storage.database import Database
 
 
@@ -16,6 +17,7 @@ class Room:
 class RoomStore:
     def __init__(self, db: Database):
         self.db = db
+        self._version_cache = LruCache("room_version", 10_000, invalidated_by="nothing: a room's version is fixed")
 
     @staticmethod
     def insert_room_txn(cur, room_id, room_version, creator, is_public, now_ms) -> None:
@@ -27,6 +29,18 @@ class RoomStore:
                                "SELECT room_id, room_version, creator, is_public FROM rooms WHERE room_id = %s",
                                (room_id,))
         return Room(*rows[0]) if rows else None
+
+    def get_room_version(self, room_id: str) -> str | None:
+        """The room's version (None for a room not here): every event sent needs it, and it never
+        changes."""
+        version = self._version_cache.get(room_id)
+        if version is None:
+            room = self.get_room(room_id)
+            if room is None:
+                return None
+            version = room.room_version
+            self._version_cache.put(room_id, version)
+        return version
 
     def set_public(self, room_id: str, is_public: bool) -> None:
         self.db.execute("set_room_public", "UPDATE rooms SET is_public = %s WHERE room_id = %s", (is_public, room_id))

@@ -111,6 +111,10 @@ class StateStore:
                                (list(event_ids),))
         return dict(rows)
 
+    def remember_state_group_of_event(self, event_id: str, state_group: int) -> None:
+        """After a committed write of the event: the next event in its room will ask."""
+        self._event_group_cache.put(event_id, state_group)
+
     def get_state_group_for_event(self, event_id: str) -> int | None:
         group = self._event_group_cache.get(event_id)
         if group is None:
