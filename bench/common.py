@@ -1,18 +1,28 @@
-"""What the /sync fan-out benches share: long-poll clients on raw sockets, and a process's CPU time
-and memory from /proc. Import after gevent's monkey patching (the clients are greenlets)."""
+"""What the benches share: long-poll clients on raw sockets, a process's CPU time and memory from
+/proc, and HAProxy in front of workers. Import after gevent's monkey patching when using the
+clients (they are greenlets)."""
 
 import json
 import os
 import resource
 import secrets
+import signal
 import socket
+import subprocess
 import time
 from urllib.parse import quote, urlencode
 
 import gevent
+import requests
+
+from hs.config import load_config
+from hs.haproxy import haproxy_config
+from hs.worker_config import load_worker_config
+from tests.harness import free_port
 
 SYNC_TIMEOUT_MS = 30000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+HAPROXY = "/usr/sbin/haproxy"
 
 
 class LongPoll:
@@ -55,26 +65,47 @@ class LongPoll:
             self.sock = None
 
     def _read_response(self) -> tuple[bytes, float]:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
+        buf = self._read_until(b"", b"\r\n\r\n")
+        head, _, rest = buf.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
-        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
-                      if k.strip().lower() == b"content-length")
-        while len(body) < length:
-            chunk = self.sock.recv(max(65536, length - len(body)))
-            if not chunk:
-                raise EOFError("connection closed mid-body")
-            body += chunk
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":  # as Synapse (Twisted) answers
+            body = self._read_chunked(rest)
+        else:
+            body = self._read_exactly(rest, int(headers[b"content-length"]))
         arrived = time.perf_counter()
         if status != 200:
             raise RuntimeError(f"/sync: {status} {body[:300]!r}")
         return body, arrived
+
+    def _recv(self, at_least: int = 65536) -> bytes:
+        chunk = self.sock.recv(max(65536, at_least))
+        if not chunk:
+            raise EOFError("connection closed")
+        return chunk
+
+    def _read_until(self, buf: bytes, marker: bytes) -> bytes:
+        while marker not in buf:
+            buf += self._recv()
+        return buf
+
+    def _read_exactly(self, buf: bytes, length: int) -> bytes:
+        while len(buf) < length:
+            buf += self._recv(length - len(buf))
+        return buf
+
+    def _read_chunked(self, buf: bytes) -> bytes:
+        body = b""
+        while True:
+            buf = self._read_until(buf, b"\r\n")
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line.split(b";", 1)[0], 16)
+            buf = self._read_exactly(buf, size + 2)  # the chunk and its CRLF
+            if size == 0:
+                return body  # (no trailers: neither server sends them)
+            body += buf[:size]
+            buf = buf[size + 2:]
 
 
 def gunicorn_worker_pid(arbiter_pid: int) -> int:
@@ -162,3 +193,44 @@ def raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class HAProxy:
+    """An HAProxy in the foreground on a free port, with `hs.haproxy`'s config for `workers`."""
+
+    def __init__(self, master, workers: list, name: str):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.config_path = os.path.join(master.dir, f"{name}.cfg")
+        self.log_path = os.path.join(master.dir, f"{name}.log")
+        main_config = load_config(master.config_path)
+        text = haproxy_config(main_config, [load_worker_config(w.config_path, master.config_path, main_config)
+                                            for w in workers], f"127.0.0.1:{self.port}")
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        self.proc = None
+
+    def start(self, timeout: float = 20.0) -> "HAProxy":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([HAPROXY, "-f", self.config_path, "-db"], stdout=log, stderr=log,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self.proc.returncode}: see {self.log_path}")
+            try:
+                if requests.get(self.base_url + "/_matrix/client/versions", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"haproxy did not answer within {timeout:.0f} s: see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

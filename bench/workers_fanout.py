@@ -36,70 +36,30 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import gevent
 import gevent.pool
-import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.common import LongPoll, cpu_seconds, fan_out_round, gunicorn_worker_pid, raise_open_files_limit, wait_idle
+from bench.common import (
+    HAProxy,
+    LongPoll,
+    cpu_seconds,
+    fan_out_round,
+    gunicorn_worker_pid,
+    raise_open_files_limit,
+    wait_idle,
+)
 from bench.room_size import SERVER_NAME, Api, Postgres, create_users, join_room, pct, send_message
-from hs.config import load_config
-from hs.haproxy import haproxy_config
-from hs.worker_config import load_worker_config
-from tests.harness import free_port
 from tests.workers.cluster import WorkerProcess, master_with_replication, wait_caught_up
 
-HAPROXY = "/usr/sbin/haproxy"
 JOIN_CONCURRENCY = 16
 STEADY_SENDERS = 4  # greenlets sharing the steady rate, so one slow send does not delay the next
 IDLE_POLL_MS = 120_000  # outlasts a replication window: an idle client is never answered during it
-
-
-class HAProxy:
-    """An HAProxy in the foreground on a free port, with `hs.haproxy`'s config for `workers`."""
-
-    def __init__(self, master, workers: list[WorkerProcess], name: str):
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.config_path = os.path.join(master.dir, f"{name}.cfg")
-        self.log_path = os.path.join(master.dir, f"{name}.log")
-        main_config = load_config(master.config_path)
-        text = haproxy_config(main_config, [load_worker_config(w.config_path, master.config_path, main_config)
-                                            for w in workers], f"127.0.0.1:{self.port}")
-        with open(self.config_path, "w") as f:
-            f.write(text)
-        self.proc = None
-
-    def start(self, timeout: float = 20.0) -> "HAProxy":
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([HAPROXY, "-f", self.config_path, "-db"], stdout=log, stderr=log,
-                                         start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited with {self.proc.returncode}: see {self.log_path}")
-            try:
-                if requests.get(self.base_url + "/_matrix/client/versions", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"haproxy did not answer within {timeout:.0f} s: see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def median(values):
