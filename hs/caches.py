@@ -12,32 +12,44 @@ REGISTRY: dict[str, "LruCache"] = {}
 
 
 class LruCache:
-    def __init__(self, name: str, size: int, *, invalidated_by: str):
+    """At most `size` items, or with `weigh`, items weighing at most `size` in all (the newest
+    is kept even if it alone weighs more): a cache of room states must count members, not rooms."""
+
+    def __init__(self, name: str, size: int, *, invalidated_by: str, weigh=None):
         if not invalidated_by:
             raise ValueError(f"cache {name} must say what invalidates it")
         self.name = name
         self.size = size
         self.invalidated_by = invalidated_by
-        self._items: OrderedDict = OrderedDict()
+        self._weigh = weigh or (lambda value: 1)
+        self._weight = 0
+        self._items: OrderedDict = OrderedDict()  # key -> (value, weight)
         REGISTRY[name] = self
 
     def get(self, key, default=None):
-        value = self._items.get(key, default)
-        if key in self._items:
-            self._items.move_to_end(key)
-        return value
+        item = self._items.get(key)
+        if item is None:
+            return default
+        self._items.move_to_end(key)
+        return item[0]
 
     def put(self, key, value) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+        self.invalidate(key)
+        weight = self._weigh(value)
+        self._items[key] = (value, weight)
+        self._weight += weight
+        while self._weight > self.size and len(self._items) > 1:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._weight -= dropped
 
     def invalidate(self, key) -> None:
-        self._items.pop(key, None)
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._weight -= item[1]
 
     def clear(self) -> None:
         self._items.clear()
+        self._weight = 0
 
 
 class SingleFlight:

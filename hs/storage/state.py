@@ -10,16 +10,21 @@ from hs.storage.database import Database
 MAX_DELTA_DEPTH = 50
 
 StateMap = dict[tuple[str, str], str]
+_ABSENT = ""  # in the entry cache: the group holds no such entry (no event ID is empty)
 
 
 class StateStore:
     def __init__(self, db: Database):
         self.db = db
         # State groups never change once written, so their contents need no invalidation.
-        self._group_cache = LruCache("state_group", 500, invalidated_by="nothing: state groups are immutable")
+        # Weighed by entries: 500 states of a 2,000-member room held 500 MB (bench/RESULTS.md).
+        self._group_cache = LruCache("state_group", 100_000, weigh=len,
+                                     invalidated_by="nothing: state groups are immutable")
         self._depth_cache = LruCache("state_group_depth", 10_000, invalidated_by="nothing: immutable")
         self._event_group_cache = LruCache("event_state_group", 50_000,
                                            invalidated_by="nothing: an event's state group never changes")
+        # (group, key) -> event ID or _ABSENT: what a visibility check reads of each event's state.
+        self._entry_cache = LruCache("state_group_entry", 50_000, invalidated_by="nothing: state groups are immutable")
 
     def get_state_ids(self, state_group: int) -> StateMap:
         """The full state of a group (the returned dict is shared: do not mutate it)."""
@@ -83,6 +88,10 @@ class StateStore:
             cached = self._group_cache.get(group)
             if cached is not None:
                 result[group] = {key: cached[key] for key in keys if key in cached}
+                continue
+            entries = [self._entry_cache.get((group, key)) for key in keys]
+            if all(e is not None for e in entries):
+                result[group] = {key: e for key, e in zip(keys, entries, strict=True) if e != _ABSENT}
             else:
                 result[group] = {}
                 missing.append(group)
@@ -101,15 +110,28 @@ class StateStore:
                 (missing, [t for t, _ in keys], [sk for _, sk in keys]))
             for origin, event_type, state_key, event_id in rows:
                 result[origin][(event_type, state_key)] = event_id
+            for group in missing:
+                for key in keys:
+                    self._entry_cache.put((group, key), result[group].get(key, _ABSENT))
         return result
 
     def get_state_groups_for_events(self, event_ids: list[str]) -> dict[str, int]:
-        if not event_ids:
-            return {}
-        rows = self.db.execute("state_groups_for_events",
-                               "SELECT event_id, state_group FROM event_to_state_groups WHERE event_id = ANY(%s)",
-                               (list(event_ids),))
-        return dict(rows)
+        result = {}
+        missing = []
+        for event_id in event_ids:
+            group = self._event_group_cache.get(event_id)
+            if group is None:
+                missing.append(event_id)
+            else:
+                result[event_id] = group
+        if missing:
+            rows = self.db.execute("state_groups_for_events",
+                                   "SELECT event_id, state_group FROM event_to_state_groups WHERE event_id = ANY(%s)",
+                                   (missing,))
+            for event_id, group in rows:
+                self._event_group_cache.put(event_id, group)
+                result[event_id] = group
+        return result
 
     def remember_state_group_of_event(self, event_id: str, state_group: int) -> None:
         """After a committed write of the event: the next event in its room will ask."""

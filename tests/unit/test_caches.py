@@ -76,3 +76,20 @@ def test_a_failed_batch_fails_every_caller_in_it_and_the_next_batch_still_runs()
     assert first.value == 1
     assert isinstance(second.exception, ValueError) and isinstance(third.exception, ValueError)
     assert batcher.get(5) == 5
+
+
+def test_a_weighed_cache_counts_weight_not_items_and_keeps_the_newest_even_if_heavy():
+    cache = LruCache("weighed_test", 10, invalidated_by="test", weigh=len)
+    cache.put("a", [1] * 4)
+    cache.put("b", [1] * 4)
+    assert cache.get("a") == [1] * 4  # a is now the most recent
+    cache.put("c", [1] * 4)  # 12 > 10: the least recent (b) goes
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    cache.put("a", [1])  # replacing an item replaces its weight: 5 in all
+    cache.put("d", [1] * 5)
+    assert [cache.get(k) is not None for k in "acd"] == [True, True, True]
+    cache.put("huge", [1] * 50)  # heavier than the whole cache: kept alone
+    assert cache.get("huge") is not None and all(cache.get(k) is None for k in "acd")
+    cache.invalidate("huge")
+    cache.put("e", [1] * 10)
+    assert cache.get("e") is not None
