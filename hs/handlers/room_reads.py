@@ -55,7 +55,7 @@ class RoomReadHandler:
     # --- access --------------------------------------------------------------------------------
 
     def access(self, user_id: str, room_id: str) -> RoomAccess:
-        if self.rooms.get_room(room_id) is None:
+        if self.rooms.get_room_version(room_id) is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         current = self.rooms.get_membership(room_id, user_id)
         if current is not None and current[0] == "join":
