@@ -298,6 +298,7 @@ class HomeServer:
         self.device_list_stream = self._position("device_lists", "device_lists_stream", "stream_id")
         self.streams.add("device_list", self.device_list_stream)
         self.device_lists = DeviceListReader(self.device_list_store)
+        self.device_lists.membership_changes = self.membership_changes
         self.device_list_writer = DeviceListWriter(self.device_list_store, self.device_list_stream,
                                                    StreamWriteNotifier(self.notifier, self.device_list_stream),
                                                    self.rooms)

@@ -19,7 +19,7 @@ def build_catalogue(hs) -> list[Stream]:
             if row["type"] == MEMBER and row["state_key"]:
                 # An invitee or a joiner elsewhere is not yet among the room's waiters.
                 users.add(row["state_key"])
-                hs.membership_changes.record(row["state_key"], token)
+                hs.membership_changes.record(row["state_key"], token, row["room_id"])
         notifier.notify(users=users, rooms={row["room_id"] for row in rows})
 
     def wake_users(token, rows):

@@ -42,8 +42,10 @@ class DeviceListWriter:
 class DeviceListReader:
     def __init__(self, store):
         self.store = store
+        # hs/handlers/sync_rooms.py MembershipChanges, set by the composition root where known.
+        self.membership_changes = None
 
-    def changes(self, user_id: str, since: StreamToken, upto: StreamToken) -> dict:
+    def changes(self, user_id: str, since: StreamToken, upto: StreamToken, joined_room_ids=None) -> dict:
         """{"changed", "left"} (sorted user IDs) for what happened in (since, upto]:
         - changed: users sharing a joined room with `user_id` now (and the user itself) whose
           device list changed; users who joined (or were invited to, or knocked on) a room the
@@ -55,7 +57,7 @@ class DeviceListReader:
         left: set[str] = set()
         if since.device_list < upto.device_list:
             changed |= self.store.get_changed_users_sharing_a_room(user_id, since.device_list, upto.device_list)
-        if since.room < upto.room:
+        if since.room < upto.room and not self._no_member_changes(user_id, since.room, joined_room_ids):
             rows = self.store.get_membership_changes(user_id, since.room, upto.room)
             joined_at_upto = {room_id for room_id, member, _, after in rows if member == user_id and after == JOIN}
             rooms_joined, rooms_left = [], []
@@ -75,3 +77,12 @@ class DeviceListReader:
             left -= changed | {user_id}
             left -= self.store.get_users_sharing_a_room(user_id, sorted(left))
         return {"changed": sorted(changed), "left": sorted(left)}
+
+    def _no_member_changes(self, user_id: str, since: int, joined_room_ids) -> bool:
+        """True when the membership query could only find nothing: the user's memberships did not
+        change after `since` (so the rooms they are joined to now, `joined_room_ids`, are the ones
+        they were joined to then) and no member event came into those rooms. What a /sync woken
+        by a message asks, for every parked client."""
+        known = self.membership_changes
+        return (known is not None and joined_room_ids is not None and known.unchanged_after(user_id, since)
+                and known.rooms_unchanged_after(joined_room_ids, since))

@@ -147,7 +147,7 @@ class SyncHandler:
             body["next_batch"] = str(replace(StreamToken.parse(body["next_batch"]), to_device=position))
         if self.device_lists is not None and since is not None:
             # As Synapse: an initial sync lists nothing (the client fetches every key it needs).
-            body["device_lists"] = self.device_lists.changes(requester.user_id, since, now)
+            body["device_lists"] = self.device_lists.changes(requester.user_id, since, now, joined_room_ids)
         # In every response, and not counted in is_empty: as in Synapse, a claim of this device's
         # keys does not by itself wake its parked sync.
         self._add_key_counts(body, requester)

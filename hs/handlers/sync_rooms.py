@@ -61,16 +61,24 @@ class MembershipChanges:
     def __init__(self, start: int):
         self.start = start
         self._last: dict[str, int] = {}
+        self._room_last: dict[str, int] = {}  # and where each room's members last changed
 
     def on_persisted(self, stream_ordering: int, room_id: str, event) -> None:
         """An EventCreationHandler persisted listener: runs before the stream can pass the event,
         so a reader whose `now` includes the change finds it recorded."""
         if event.type == MEMBER and event.state_key:
-            self.record(event.state_key, stream_ordering)
+            self.record(event.state_key, stream_ordering, room_id)
 
-    def record(self, user_id: str, stream_ordering: int) -> None:
-        """A member event about `user_id` at `stream_ordering` (on a worker: from the events stream)."""
+    def record(self, user_id: str, stream_ordering: int, room_id: str) -> None:
+        """A member event about `user_id` in `room_id` at `stream_ordering` (on a worker: from
+        the events stream)."""
         self._last[user_id] = max(stream_ordering, self._last.get(user_id, 0))
+        self._room_last[room_id] = max(stream_ordering, self._room_last.get(room_id, 0))
+
+    def rooms_unchanged_after(self, room_ids, position: int) -> bool:
+        """Whether no member event in any of the rooms came after `position` (False when this
+        process cannot know)."""
+        return position >= self.start and all(self._room_last.get(r, self.start) <= position for r in room_ids)
 
     def unchanged_after(self, user_id: str, position: int) -> bool:
         """Whether none of the user's memberships changed after `position` (False when this

@@ -175,3 +175,24 @@ def test_a_login_on_the_master_wakes_a_room_mates_sync_parked_on_the_synchrotron
     assert result["at"] - logged_in_at < 2.0
     wait_caught_up(master, synchrotron)
     assert synchrotron.status()["streams"]["device_lists"] > 0
+
+
+def test_a_joiner_appears_in_device_lists_changed_of_a_sync_on_the_synchrotron(cluster):
+    # Where no member event came into the user's rooms the synchrotron skips the membership
+    # query (MembershipChanges from the events stream); a join must still be reported.
+    master, synchrotron, _ = cluster
+    alice, bob, carol = new_user(master, "dlj"), new_user(master, "dlj"), new_user(master, "dlj")
+    room_id = create(alice, preset="public_chat")
+    assert bob.post(f"/join/{q(room_id)}", {}).status_code == 200
+    wait_caught_up(master, synchrotron)
+    bob_sync = on(synchrotron, bob)
+    since = sync(bob_sync)["next_batch"]
+    alice.put(f"/rooms/{q(room_id)}/send/m.room.message/m1", {"msgtype": "m.text", "body": "no join here"})
+    body = sync(bob_sync, since=since, timeout=10000)
+    assert timeline(body, room_id) and body["device_lists"] == {"changed": [], "left": []}
+    assert carol.post(f"/join/{q(room_id)}", {}).status_code == 200
+    body = sync(bob_sync, since=body["next_batch"], timeout=10000)
+    assert body["device_lists"]["changed"] == [carol.user_id]
+    assert carol.post(f"/rooms/{q(room_id)}/leave", {}).status_code == 200
+    body = sync(bob_sync, since=body["next_batch"], timeout=10000)
+    assert body["device_lists"]["left"] == [carol.user_id]
