@@ -71,7 +71,9 @@ def _verdict(ratio, target) -> str:
     return f"{wanted}: {'met' if met else '**missed**'}"
 
 
-def render(results: dict, profile: str, fanout: list[int], pg_note: str, minutes: float) -> str:
+def render(results: dict, profile: str, fanout: list[int], pg_note: str, presence: bool, minutes: float) -> str:
+    failed = {name: r["error"] for name, r in results.items() if "error" in r}
+    results = {name: r for name, r in results.items() if "error" not in r}
     for r in results.values():
         r["server_cpu_s"] = sum(p["cpu_s"] for p in r["processes"].values())
     synapse, ours, workers = results.get("synapse"), results.get("ours"), results.get("workers")
@@ -84,7 +86,8 @@ def render(results: dict, profile: str, fanout: list[int], pg_note: str, minutes
         f" {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {minutes:.1f} minutes;"
         f" {pg_note}; load average {os.getloadavg()[0]:.1f} at the end. Synapse:"
         f" {_synapse_version()}, one process. ours: the master alone. workers: our master, two"
-        " synchrotrons and a client_reader behind HAProxy. Ratio = ours / Synapse (for events/s,"
+        " synchrotrons and a client_reader behind HAProxy. Presence"
+        f" {'on' if presence else 'off'} in all three. Ratio = ours / Synapse (for events/s,"
         " higher is better; for the rest, lower).",
         "",
         "| | Synapse | ours | ratio | target | workers |",
@@ -100,6 +103,8 @@ def render(results: dict, profile: str, fanout: list[int], pg_note: str, minutes
     if two is not None and one is not None:
         out += ["", f"Two synchrotrons at M = {max(fanout)}: p95 {two:,.0f} ms, against the single process at"
                     f" M = 500: {one:,.0f} ms: {'met' if two < one else '**missed**'} (target: better)."]
+    for name, error in failed.items():
+        out += ["", f"**{name} failed**: {error}"]
     out += ["", "CPU seconds over the workload and peak RSS of each process:", ""]
     for name, r in results.items():
         procs = ", ".join(f"{p} {v['cpu_s']:.1f} s / {v['peak_rss_mb']:.0f} MB" for p, v in r["processes"].items())
