@@ -4,7 +4,9 @@
 (the master: uploads and claims). Rows go with their device by foreign-key cascade."""
 
 import json
+from collections import defaultdict
 
+from hs.caches import Batcher
 from hs.storage.database import Database
 
 # Clients expect this count even at zero: it is how they learn the server holds none of their
@@ -34,6 +36,7 @@ def _signed_part(key) -> object:
 class E2eKeyStore:
     def __init__(self, db: Database):
         self.db = db
+        self._count_batches = Batcher(self._get_key_counts_batch)
 
     def get_device_keys(self, user_id: str, device_ids: list[str] | None) -> dict[str, tuple[dict, str | None]]:
         """{device_id: (device keys, device display name)} of the user's devices that uploaded
@@ -48,16 +51,25 @@ class E2eKeyStore:
         return {device_id: (key_json, display_name) for device_id, key_json, display_name in rows}
 
     def get_key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
-        """({algorithm: unclaimed one-time keys}, [algorithms with an unused fallback key]), in one
-        query: /sync asks on every response."""
+        """({algorithm: unclaimed one-time keys}, [algorithms with an unused fallback key]): /sync
+        asks on every response, and the devices whose syncs one message woke together share a
+        query (hs/caches.py Batcher)."""
+        return self._count_batches.get((user_id, device_id))
+
+    def _get_key_counts_batch(self, keys: list[tuple[str, str]]) -> dict[tuple, tuple]:
+        users, devices = [u for u, _ in keys], [d for _, d in keys]
         rows = self.db.execute(
             "get_e2e_key_counts",
-            "SELECT 'otk', algorithm, count(*) FROM e2e_one_time_keys WHERE user_id = %s AND device_id = %s"
-            " GROUP BY algorithm"
-            " UNION ALL SELECT 'fallback', algorithm, 0 FROM e2e_fallback_keys"
-            " WHERE user_id = %s AND device_id = %s AND NOT used",
-            (user_id, device_id, user_id, device_id))
-        return _counts(rows)
+            "WITH k(user_id, device_id) AS (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            " SELECT 'otk', o.user_id, o.device_id, o.algorithm, count(*) FROM e2e_one_time_keys o"
+            " JOIN k USING (user_id, device_id) GROUP BY o.user_id, o.device_id, o.algorithm"
+            " UNION ALL SELECT 'fallback', f.user_id, f.device_id, f.algorithm, 0 FROM e2e_fallback_keys f"
+            " JOIN k USING (user_id, device_id) WHERE NOT f.used",
+            (users, devices))
+        by_device = defaultdict(list)
+        for kind, user_id, device_id, algorithm, n in rows:
+            by_device[(user_id, device_id)].append((kind, algorithm, n))
+        return {key: _counts(by_device.get(key, [])) for key in keys}
 
 
 def _counts(rows) -> tuple[dict[str, int], list[str]]:

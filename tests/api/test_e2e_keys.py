@@ -11,7 +11,7 @@ import pytest
 from hs.events.signing import generate_signing_key, sign_json
 from tests.api.test_response_schemas import assert_matches_spec
 from tests.api.test_sync import assert_error, sync
-from tests.harness import Client, query
+from tests.harness import Client, create, q, query
 
 UPLOAD = "/_matrix/client/v3/keys/upload"
 QUERY = "/_matrix/client/v3/keys/query"
@@ -350,3 +350,27 @@ def test_keys_of_a_logged_out_device_are_gone(homeserver, db_dsn, alice, bob):
     assert stored_keys(db_dsn, alice) == ([], [], [])
     assert claim_free_query(bob.client, {alice.user_id: []}) == {alice.user_id: {}}
     assert claim_one(bob.client, alice) == {}
+
+
+def test_devices_woken_together_each_get_their_own_key_counts(homeserver, alice, bob):
+    # One message wakes every parked sync at once; their key counts are read in shared queries.
+    devices = [alice, bob, alice.another_device(homeserver), bob.another_device(homeserver)]
+    for n, device in enumerate(devices):
+        if n:
+            upload_ok(device, one_time_keys=device.otks(*[f"k{i}" for i in range(n)]))
+    room_id = create(alice.client, preset="public_chat")
+    assert bob.client.post(f"/join/{q(room_id)}", {}).status_code == 200
+    tokens = [sync(d.client)["next_batch"] for d in devices]
+    results = [None] * len(devices)
+
+    def park(i):
+        results[i] = sync(devices[i].client, since=tokens[i], timeout=20000)
+
+    threads = [threading.Thread(target=park, args=(i,)) for i in range(len(devices))]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    alice.client.put(f"/rooms/{q(room_id)}/send/m.room.message/wake", {"msgtype": "m.text", "body": "hi"})
+    for t in threads:
+        t.join(30)
+    assert [r["device_one_time_keys_count"] for r in results] == [{"signed_curve25519": n} for n in range(4)]
