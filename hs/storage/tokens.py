@@ -3,6 +3,7 @@
 import hashlib
 from dataclasses import dataclass
 
+from hs.caches import Batcher
 from hs.storage.database import Database
 
 
@@ -34,6 +35,7 @@ class RefreshTokenInfo:
 class TokenStore:
     def __init__(self, db: Database):
         self.db = db
+        self._lookups = Batcher(self._get_access_tokens)
 
     @staticmethod
     def insert_access_token_txn(cur, token, user_id, device_id, now_ms, valid_until_ts=None,
@@ -52,12 +54,18 @@ class TokenStore:
         return cur.fetchone()[0]
 
     def get_access_token(self, token: str) -> AccessTokenInfo | None:
+        """Looked up by digest. The requests arriving together (the /syncs one message woke,
+        coming back to park) share a query (hs/caches.py Batcher), read after each arrived."""
+        return self._lookups.get(token_digest(token))
+
+    def _get_access_tokens(self, digests: list) -> dict:
         rows = self.db.execute(
             "get_access_token",
-            "SELECT t.id, t.user_id, t.device_id, t.valid_until_ts, t.refresh_token_id, t.used,"
+            "SELECT t.token_hash, t.id, t.user_id, t.device_id, t.valid_until_ts, t.refresh_token_id, t.used,"
             " u.is_guest, u.deactivated FROM access_tokens t JOIN users u USING (user_id)"
-            " WHERE t.token_hash = %s", (token_digest(token),))
-        return AccessTokenInfo(*rows[0]) if rows else None
+            " WHERE t.token_hash = ANY(%s)", (digests,))
+        return {bytes(row[0]) if isinstance(row[0], memoryview) else row[0]: AccessTokenInfo(*row[1:])
+                for row in rows}
 
     def mark_access_token_used(self, token_id: int, refresh_token_id: int | None) -> None:
         """First use of a refreshed session retires the refresh token it replaced."""

@@ -5,12 +5,13 @@ Servers on this module's database: the default one (login tokens off), one with
 login_via_existing_session on without UIA (and guests allowed), one with it on behind UIA.
 """
 
+import concurrent.futures
 import hashlib
 import uuid
 
 import pytest
 
-from tests.harness import Client, query, running_homeserver
+from tests.harness import Client, new_user, query, running_homeserver
 
 PASSWORD = "correct horse battery"
 GET_TOKEN = "/_matrix/client/v1/login/get_token"
@@ -289,3 +290,16 @@ def test_device_fields_with_nul_are_invalid_param(homeserver, alice, field):
     resp = password_login(homeserver, alice.localpart, **{field: "PH\x00ONE"})
     assert resp.status_code == 400
     assert resp.json()["errcode"] == "M_INVALID_PARAM"
+
+
+def test_concurrent_requests_with_different_tokens_each_get_their_own_user(homeserver):
+    # Token lookups that arrive together share a query: no answer may go to the wrong request.
+    users = [new_user(homeserver, "whoami") for _ in range(6)]
+    requests_ = [(u.access_token, u.user_id) for u in users] * 4 + [("syt_not_a_token", None)] * 4
+    with concurrent.futures.ThreadPoolExecutor(len(requests_)) as pool:
+        answers = list(pool.map(lambda r: Client(homeserver, r[0]).get("/account/whoami"), requests_))
+    for (_, user_id), resp in zip(requests_, answers, strict=True):
+        if user_id is None:
+            assert resp.status_code == 401 and resp.json()["errcode"] == "M_UNKNOWN_TOKEN"
+        else:
+            assert resp.status_code == 200 and resp.json()["user_id"] == user_id
