@@ -33,6 +33,18 @@ class LruCache:
         self._items.move_to_end(key)
         return item[0]
 
+    def get_many(self, keys) -> tuple[dict, list]:
+        """({key: value} of the keys held, [the others]), each key once."""
+        found, missing = {}, []
+        for key in dict.fromkeys(keys):
+            item = self._items.get(key)
+            if item is None:
+                missing.append(key)
+            else:
+                self._items.move_to_end(key)
+                found[key] = item[0]
+        return found, missing
+
     def put(self, key, value) -> None:
         self.invalidate(key)
         weight = self._weigh(value)

@@ -32,13 +32,7 @@ class PushRulesReader:
         self._cache.invalidate(user_id)
 
     def _load(self, user_ids: list[str]) -> dict[str, tuple[dict, CompiledRules]]:
-        found, missing = {}, []
-        for user_id in dict.fromkeys(user_ids):
-            entry = self._cache.get(user_id)
-            if entry is None:
-                missing.append(user_id)
-            else:
-                found[user_id] = entry
+        found, missing = self._cache.get_many(user_ids)
         if missing:
             before = self._invalidations
             stored = self.store.get_rules(missing)

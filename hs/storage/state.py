@@ -116,14 +116,7 @@ class StateStore:
         return result
 
     def get_state_groups_for_events(self, event_ids: list[str]) -> dict[str, int]:
-        result = {}
-        missing = []
-        for event_id in event_ids:
-            group = self._event_group_cache.get(event_id)
-            if group is None:
-                missing.append(event_id)
-            else:
-                result[event_id] = group
+        result, missing = self._event_group_cache.get_many(event_ids)
         if missing:
             rows = self.db.execute("state_groups_for_events",
                                    "SELECT event_id, state_group FROM event_to_state_groups WHERE event_id = ANY(%s)",
@@ -135,7 +128,8 @@ class StateStore:
 
     def remember_state_group_of_event(self, event_id: str, state_group: int) -> None:
         """After a committed write of the event: the next event in its room will ask."""
-        self._event_group_cache.put(event_id, state_group)
+        if state_group is not None:
+            self._event_group_cache.put(event_id, state_group)
 
     def get_state_group_for_event(self, event_id: str) -> int | None:
         group = self._event_group_cache.get(event_id)

@@ -93,3 +93,14 @@ def test_a_weighed_cache_counts_weight_not_items_and_keeps_the_newest_even_if_he
     cache.invalidate("huge")
     cache.put("e", [1] * 10)
     assert cache.get("e") is not None
+
+
+def test_get_many_splits_held_and_missing_keys_once_each():
+    cache = LruCache("get_many_test", 3, invalidated_by="test")
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get_many(["a", "x", "a", "y", "b"]) == ({"a": 1, "b": 2}, ["x", "y"])
+    cache.put("c", 3)
+    cache.get_many(["a"])  # a is now the most recent: b goes first
+    cache.put("d", 4)
+    assert cache.get_many("abcd") == ({"a": 1, "c": 3, "d": 4}, ["b"])
