@@ -42,7 +42,7 @@ import psycopg2.extensions
 import requests
 
 from bench.common import HAProxy, cpu_seconds, gunicorn_worker_pid, raise_open_files_limit
-from bench.compare_report import render, write_results
+from bench.compare_report import render, source_version, write_results
 from bench.compare_workload import PROFILES, users_needed
 from bench.room_size import SERVER_NAME, Postgres, create_users
 from tests.federation_fixture import SynapseProcess, TestCA, ensure_synapse_installed
@@ -251,7 +251,7 @@ def main() -> int:
     raise_open_files_limit()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    started = time.perf_counter()
+    started, version = time.perf_counter(), source_version()
     postgres = Postgres()
     results = {}
     try:
@@ -266,6 +266,7 @@ def main() -> int:
     finally:
         postgres.stop()
     text = render(results, profile=profile, fanout=fanout, pg_note=postgres.note, presence=args.presence,
+                  version=version,
                   minutes=(time.perf_counter() - started) / 60)
     print(text)
     if args.write or (args.write is None and not args.quick):

@@ -71,18 +71,26 @@ def _verdict(ratio, target) -> str:
     return f"{wanted}: {'met' if met else '**missed**'}"
 
 
-def render(results: dict, profile: str, fanout: list[int], pg_note: str, presence: bool, minutes: float) -> str:
+def source_version() -> str:
+    """The commit the run's processes start from (taken before they start), marked when the
+    working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def render(results: dict, profile: str, fanout: list[int], pg_note: str, presence: bool, minutes: float,
+           version: str) -> str:
     failed = {name: r["error"] for name, r in results.items() if "error" in r}
     results = {name: r for name, r in results.items() if "error" not in r}
     for r in results.values():
         r["server_cpu_s"] = sum(p["cpu_s"] for p in r["processes"].values())
     synapse, ours, workers = results.get("synapse"), results.get("ours"), results.get("workers")
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
     out = [
         "## Side by side with Synapse (`bench/compare`)",
         "",
-        f"`bench/compare{' --quick' if profile == 'quick' else ''}` at commit {commit},"
+        f"`bench/compare{' --quick' if profile == 'quick' else ''}` at commit {version},"
         f" {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {minutes:.1f} minutes;"
         f" {pg_note}; load average {os.getloadavg()[0]:.1f} at the end. Synapse:"
         f" {_synapse_version()}, one process. ours: the master alone. workers: our master, two"
