@@ -165,3 +165,18 @@ def test_long_polling_misses_nothing_sent_while_it_parks(homeserver):
     assert seen == sent
     # A wake-up lost between a read and parking would have cost a whole 10 s timeout.
     assert time.monotonic() - started < 9
+
+
+def test_more_parked_syncs_than_are_built_at_once_all_get_the_message(homeserver):
+    # SyncHandler builds COMPUTE_CONCURRENCY responses at a time; the rest wait their turn.
+    from hs.handlers.sync import COMPUTE_CONCURRENCY
+    alice, bob, room_id = two_in_a_room(homeserver)
+    since = sync(bob)["next_batch"]
+    parked = [Parked(bob, since=since, timeout=20000) for _ in range(3 * COMPUTE_CONCURRENCY)]
+    time.sleep(1)
+    assert all(p.thread.is_alive() for p in parked)
+    message = send(alice, room_id, "everyone wake up")
+    for p in parked:
+        body, elapsed = p.result()
+        assert timeline_ids(body, room_id) == [message]
+        assert elapsed < 15, elapsed
