@@ -215,7 +215,7 @@ def run_target(kind, postgres: Postgres, profile: str, fanout: list[int], phases
             for line in loadgen.stderr:
                 print(f"[{target.name}] {line}", end="", flush=True)
                 tail = (tail + [line])[-60:]
-            if loadgen.wait() != 0:
+            if loadgen.wait() != 0 and not os.path.exists(out_path):
                 raise RuntimeError(f"the workload failed against {target.name}:\n{''.join(tail)}")
         finally:
             if loadgen.poll() is None:
@@ -272,7 +272,7 @@ def main() -> int:
     if args.write or (args.write is None and not args.quick):
         write_results(os.path.join(REPO, "bench", "RESULTS.md"), text)
         print("written to bench/RESULTS.md")
-    return 1 if any("error" in r for r in results.values()) else 0
+    return 1 if any("error" in r for r in results.values()) else 0  # (a server's wrong answer included)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def source_version() -> str:
 def render(results: dict, profile: str, fanout: list[int], pg_note: str, presence: bool, minutes: float,
            version: str) -> str:
     failed = {name: r["error"] for name, r in results.items() if "error" in r}
-    results = {name: r for name, r in results.items() if "error" not in r}
+    results = {name: r for name, r in results.items() if "processes" in r}  # (not those that never ran)
     for r in results.values():
         r["server_cpu_s"] = sum(p["cpu_s"] for p in r["processes"].values())
     synapse, ours, workers = results.get("synapse"), results.get("ours"), results.get("workers")
@@ -112,7 +112,7 @@ def render(results: dict, profile: str, fanout: list[int], pg_note: str, presenc
         out += ["", f"Two synchrotrons at M = {max(fanout)}: p95 {two:,.0f} ms, against the single process at"
                     f" M = 500: {one:,.0f} ms: {'met' if two < one else '**missed**'} (target: better)."]
     for name, error in failed.items():
-        out += ["", f"**{name} failed**: {error}"]
+        out += ["", f"**{name} failed** (its numbers above are those measured before): {error}"]
     out += ["", "CPU seconds over the workload and peak RSS of each process:", ""]
     for name, r in results.items():
         procs = ", ".join(f"{p} {v['cpu_s']:.1f} s / {v['peak_rss_mb']:.0f} MB" for p, v in r["processes"].items())
