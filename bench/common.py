@@ -6,7 +6,6 @@ import json
 import os
 import resource
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ import requests
 from hs.config import load_config
 from hs.haproxy import haproxy_config
 from hs.worker_config import load_worker_config
-from tests.harness import free_port
+from tests.harness import free_port, stop_process_group
 
 SYNC_TIMEOUT_MS = 30000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -227,10 +226,4 @@ class HAProxy:
         raise RuntimeError(f"haproxy did not answer within {timeout:.0f} s: see {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc, grace=10)

@@ -36,6 +36,17 @@ def free_port() -> int:
             return port
 
 
+def stop_process_group(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM to the group of `proc` (started with start_new_session), SIGKILL after `grace` s."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 class GunicornProcess:
     """One of our apps under gunicorn's gevent worker, as synctl runs it, in its own session so
     that it is stopped by its process group, never by name. Subclasses set `dir`, `log_path`,
@@ -71,13 +82,7 @@ class GunicornProcess:
 
     def stop_process(self) -> None:
         """Stops the process group by pid, keeping its directory (config, keys) to start again."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc, grace=15)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
