@@ -55,7 +55,7 @@ class LegacySyncHandler:
         user_id = requester.user_id
         now = self.streams.current_token()
         sync_filter = parse_filter({"room": {"include_leave": archived, "timeline": {"limit": limit}}})
-        built, joined_ids = self.room_sync.build(requester, None, now.room, True, sync_filter)
+        built, joined_ids, _ = self.room_sync.build(requester, None, now.room, True, sync_filter)
         rows = self.sync_store.get_memberships(user_id, now.room, None)
         account_data, room_account_data = self.account_data.sync_sections(
             user_id, None, now.account_data, [r.room_id for r in rows], sync_filter)

@@ -116,7 +116,8 @@ class SyncHandler:
         now = self.streams.current_token()
         # A `since` beyond what this process has persisted (a token from elsewhere) reads as now.
         since_room = None if since is None else min(since.room, now.room)
-        rooms, joined_room_ids = self.room_sync.build(requester, since_room, now.room, full_state, sync_filter)
+        rooms, joined_room_ids, all_joined_ids = self.room_sync.build(requester, since_room, now.room, full_state,
+                                                                      sync_filter)
         body = {
             "next_batch": str(now),
             "rooms": rooms,
@@ -158,7 +159,7 @@ class SyncHandler:
             body["next_batch"] = str(replace(StreamToken.parse(body["next_batch"]), to_device=position))
         if self.device_lists is not None and since is not None:
             # As Synapse: an initial sync lists nothing (the client fetches every key it needs).
-            body["device_lists"] = self.device_lists.changes(requester.user_id, since, now, joined_room_ids)
+            body["device_lists"] = self.device_lists.changes(requester.user_id, since, now, all_joined_ids)
         # In every response, and not counted in is_empty: as in Synapse, a claim of this device's
         # keys does not by itself wake its parked sync.
         self._add_key_counts(body, requester)

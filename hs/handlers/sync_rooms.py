@@ -100,12 +100,16 @@ class RoomSync:
                                                     "membership_changes shows none after they were read")
         self._timeline_reads = SingleFlight()
 
-    def build(self, requester, since: int | None, now: int, full_state: bool, sync_filter) -> tuple[dict, list]:
+    def build(self, requester, since: int | None, now: int, full_state: bool,
+              sync_filter) -> tuple[dict, list, list]:
         """({"join": ..., "invite": ..., "leave": ..., "knock": ...}, IDs of the joined rooms the
-        filter lets through: a parked request listens on those)."""
+        filter lets through (a parked request listens on those), IDs of every joined room (what
+        is about users, not rooms, such as device lists, ignores the room filter))."""
         user_id = requester.user_id
         room_filter = sync_filter.room
-        rows = [r for r in self._get_memberships(user_id, now, since) if room_filter.includes_room(r.room_id)]
+        memberships = self._get_memberships(user_id, now, since)
+        all_joined_ids = [r.room_id for r in memberships if r.membership == "join"]
+        rows = [r for r in memberships if room_filter.includes_room(r.room_id)]
         joined_ids, rooms, invites, knocks = [], [], [], []
         for row in rows:
             changed = since is None or row.stream_ordering > since
@@ -139,7 +143,7 @@ class RoomSync:
         body.update(self._serialize_rooms(rooms, requester, sync_filter))
         body["invite"] = self._stripped_rooms(invites, user_id, "invite_state")
         body["knock"] = self._stripped_rooms(knocks, user_id, "knock_state")
-        return body, joined_ids
+        return body, joined_ids, all_joined_ids
 
     def _get_memberships(self, user_id: str, now: int, since: int | None) -> list:
         """The store's get_memberships, without a query when the user's memberships did not change

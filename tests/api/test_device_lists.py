@@ -215,3 +215,14 @@ def test_stream_rows_list_each_change_in_order(homeserver, db_dsn):
         assert store.get_stream_rows(before + 1, before + 2, 1) == batch
     finally:
         db.close()
+
+
+def test_a_join_in_a_room_the_sync_filter_leaves_out_is_still_a_device_list_change(homeserver):
+    # device_lists are about users, not rooms: a filter naming other rooms does not hide them.
+    alice, bob, carol = (new_user(homeserver, "dl") for _ in range(3))
+    shown, hidden = room_of(homeserver, alice, bob), room_of(homeserver, alice, bob)
+    only_shown = {"room": {"rooms": [shown]}}
+    since = sync(bob, filter=only_shown)["next_batch"]
+    post(carol, f"/rooms/{q(hidden)}/join")
+    body = sync(bob, since=since, filter=only_shown, timeout=0)
+    assert body["device_lists"] == {"changed": [carol.user_id], "left": []}

@@ -667,7 +667,7 @@ def counted(db_dsn):
         from hs.filtering import DEFAULT_FILTER
         requester = Requester(client.user_id, client.device_id, False, 0)
         db.count = 0
-        rooms, _ = room_sync.build(requester, since, now, full_state, sync_filter or DEFAULT_FILTER)
+        rooms, _, _ = room_sync.build(requester, since, now, full_state, sync_filter or DEFAULT_FILTER)
         return rooms, db.count
 
     yield build
