@@ -54,9 +54,10 @@ class _Room:
 
 
 class MembershipChanges:
-    """Where each user's membership last changed, for the member events this process persisted
-    after `start` (its events position when it began following): lets an incremental sync reuse
-    a user's membership rows while none changed. One int per user whose membership changed."""
+    """Where each user's membership, and each room's members, last changed, for the member events
+    this process saw after `start` (its events position when it began following): lets an
+    incremental sync reuse a user's membership rows, and skip the device-list membership query,
+    while none changed. One int per user and per room with a member event."""
 
     def __init__(self, start: int):
         self.start = start

@@ -4,6 +4,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import gevent
@@ -46,6 +47,8 @@ class Database:
         """
         if _isolation not in _ISOLATION_LEVELS:
             raise ValueError(f"unknown isolation level {_isolation!r}")
+        if _batched and (_single_statement or _isolation != "read committed"):
+            raise ValueError("a batched transaction is one read-committed transaction")
         start = time.monotonic()
         attempt = 0
         while True:
@@ -74,14 +77,8 @@ class Database:
             if single_statement:
                 # One statement is its own transaction: autocommit spares the round trips of a
                 # separate BEGIN and COMMIT, which /sync's many small reads paid for each.
-                conn.autocommit = True
-                try:
+                with _autocommit(conn):
                     return func(cur, *args, **kwargs)
-                finally:
-                    try:
-                        conn.autocommit = False
-                    except psycopg2.Error:
-                        conn.close()  # interrupted mid-statement: the pool discards a closed connection
             if isolation != "read committed":  # PostgreSQL's default, and psycopg2's BEGIN keeps it
                 cur.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
             result = func(cur, *args, **kwargs)
@@ -89,10 +86,10 @@ class Database:
             return result
 
     def _attempt_batched(self, func, args, kwargs):
-        with self._pool.connection() as conn, conn.cursor() as real:
-            # Autocommit, so that BEGIN and COMMIT travel inside the batch; psycopg2 would send
-            # each on its own. So it is this code, not the pool, that must roll back on failure.
-            conn.autocommit = True
+        # Autocommit, so that BEGIN and COMMIT travel inside the batch; psycopg2 would send each on
+        # its own. psycopg2 then does not know of the transaction, so the pool's rollback would
+        # not reach it: this code rolls back on failure.
+        with self._pool.connection() as conn, conn.cursor() as real, _autocommit(conn):
             try:
                 cur = BatchingCursor(real)
                 result = func(cur, *args, **kwargs)
@@ -105,12 +102,6 @@ class Database:
                 except psycopg2.Error:
                     conn.close()  # the pool discards a closed connection
                 raise
-            finally:
-                if not conn.closed:
-                    try:
-                        conn.autocommit = False
-                    except psycopg2.Error:
-                        conn.close()
 
     def execute(self, desc: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
         """Run one statement in its own transaction; return its rows ([] if it returns none)."""
@@ -122,6 +113,19 @@ class Database:
 
     def close(self) -> None:
         self._pool.close()
+
+
+@contextmanager
+def _autocommit(conn):
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            try:
+                conn.autocommit = False
+            except psycopg2.Error:
+                conn.close()  # interrupted mid-statement: the pool discards a closed connection
 
 
 class BatchingCursor:

@@ -132,15 +132,7 @@ class StateStore:
             self._event_group_cache.put(event_id, state_group)
 
     def get_state_group_for_event(self, event_id: str) -> int | None:
-        group = self._event_group_cache.get(event_id)
-        if group is None:
-            rows = self.db.execute("state_group_for_event",
-                                   "SELECT state_group FROM event_to_state_groups WHERE event_id = %s", (event_id,))
-            if not rows:
-                return None
-            group = rows[0][0]
-            self._event_group_cache.put(event_id, group)
-        return group
+        return self.get_state_groups_for_events([event_id]).get(event_id)
 
     def get_state_ids_after_event(self, event_id: str) -> StateMap:
         group = self.get_state_group_for_event(event_id)
