@@ -123,9 +123,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, peak: bool = False) -> float:
+    """Resident memory now, or its peak so far (VmHWM)."""
+    field = "VmHWM:" if peak else "VmRSS:"
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
 
 
 def wait_idle(*pids: int, quiet_s: float = 0.3, limit_s: float = 120.0) -> float:

@@ -41,7 +41,7 @@ sys.path.insert(0, REPO)
 import psycopg2.extensions
 import requests
 
-from bench.common import HAProxy, cpu_seconds, gunicorn_worker_pid, raise_open_files_limit
+from bench.common import HAProxy, cpu_seconds, gunicorn_worker_pid, raise_open_files_limit, rss_mb
 from bench.compare_report import render, source_version, write_results
 from bench.compare_workload import PROFILES, users_needed
 from bench.room_size import SERVER_NAME, Postgres, create_users
@@ -52,11 +52,6 @@ from tests.workers.cluster import WorkerProcess, master_with_replication
 
 LOADGEN = os.path.join(REPO, "bench", "loadgen.py")
 CP_MAX = 10  # each server's database pool: Synapse's default cp_max
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def postgres_cpu_seconds(data_dir: str | None) -> float | None:
@@ -82,6 +77,7 @@ def postgres_cpu_seconds(data_dir: str | None) -> float | None:
 
 class OursSingle:
     name = "ours"
+    master = ("master", "master worker")  # of `processes`: the gunicorn arbiter and its worker
 
     def __init__(self, postgres: Postgres, presence: bool):
         self.dsn = postgres.new_database()
@@ -96,9 +92,6 @@ class OursSingle:
     def make_users(self, localparts: list[str]) -> dict:
         tokens = create_users(self.dsn, localparts)
         return {lp: {"user_id": f"@{lp}:{SERVER_NAME}", "token": tokens[f"@{lp}:{SERVER_NAME}"]} for lp in localparts}
-
-    def master_pids(self) -> list[int]:
-        return [self.server.proc.pid, gunicorn_worker_pid(self.server.proc.pid)]
 
     def stop(self) -> None:
         self.server.stop()
@@ -140,6 +133,7 @@ class OursWorkers(OursSingle):
 
 class Synapse:
     name = "synapse"
+    master = ("synapse",)
 
     def __init__(self, postgres: Postgres, presence: bool):
         python = ensure_synapse_installed()
@@ -176,9 +170,6 @@ class Synapse:
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             return dict(pool.map(register, localparts))
-
-    def master_pids(self) -> list[int]:
-        return [self.server.pid]
 
     def stop(self) -> None:
         self.server.stop()
@@ -225,9 +216,10 @@ def run_target(kind, postgres: Postgres, profile: str, fanout: list[int], phases
         with open(out_path) as f:
             results = json.load(f)
         results["wall_s"] = time.perf_counter() - ran
-        results["processes"] = {name: {"cpu_s": cpu_seconds(pid) - cpu_before[name], "peak_rss_mb": peak_rss_mb(pid)}
+        results["processes"] = {name: {"cpu_s": cpu_seconds(pid) - cpu_before[name],
+                                       "peak_rss_mb": rss_mb(pid, peak=True)}
                                 for name, pid in target.processes.items()}
-        results["master_peak_rss_mb"] = sum(peak_rss_mb(pid) for pid in target.master_pids())
+        results["master_peak_rss_mb"] = sum(results["processes"][name]["peak_rss_mb"] for name in target.master)
         results["postgres_cpu_s"] = None if db_before is None else db_after - db_before
         return results
     finally:

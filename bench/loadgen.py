@@ -381,6 +381,8 @@ def main() -> int:
         users = json.load(f)
     work = Workload(args.url, users, [int(p) for p in args.pids.split(",")], profile)
     phases = args.phases.split(",")
+    if "messages" in phases and "sends" not in phases:
+        parser.error("the messages phase pages through the room the sends phase fills")
     results = {}
     try:
         if "sends" in phases:
